@@ -1,0 +1,1 @@
+"""Numpy golden models, one module per hardware family, bit-exact where the hardware is integer."""

@@ -1,0 +1,1 @@
+"""Amaranth HDL generators for LLM-inference hardware blocks."""

@@ -1,0 +1,1 @@
+"""Verification and performance infrastructure: stream helpers, DRAM model, cocotb bridge."""
