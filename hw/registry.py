@@ -118,7 +118,10 @@ def make_config(name: str, preset: str | None = None, overrides: Mapping[str, st
                 f"{name}: unknown parameter {key!r}; choose one of: {', '.join(fields)}"
             )
         changes[key] = _parse_value(name, fields[key], text)
-    return dataclasses.replace(cfg, **changes)
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def build(name: str, preset: str | None = None, overrides: Mapping[str, str] = {}):

@@ -1,4 +1,4 @@
-"""A two-entry skid buffer: registers both the forward (valid/payload) and backward (ready) paths."""
+"""A two-entry skid buffer: registers the forward (valid/payload) and backward (ready) paths."""
 
 from dataclasses import dataclass
 

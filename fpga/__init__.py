@@ -1,0 +1,1 @@
+"""FPGA flow: a self-checking harness around any registered block, board builds and reports."""

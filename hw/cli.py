@@ -1,0 +1,178 @@
+"""``llmhw``: list, generate, build and measure the blocks of the generator."""
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+BENCHES = ["common"]
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value, not {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _describe(cfg) -> str:
+    return ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)
+                     if getattr(cfg, f.name) is not None)
+
+
+def cmd_list(args) -> int:
+    from hw.registry import all_blocks
+
+    by_family = {}
+    for info in all_blocks().values():
+        by_family.setdefault(info.family, []).append(info)
+    for family, blocks in by_family.items():
+        print(f"{family}")
+        for info in blocks:
+            print(f"  {info.name:<14} {info.summary}")
+            for preset, cfg in info.presets.items():
+                print(f"    --preset {preset:<16} {_describe(cfg)}")
+    return 0
+
+
+def _convert(component, name: str, rtlil: bool) -> str:
+    from amaranth.back import rtlil as rtlil_backend
+    from amaranth.back import verilog
+
+    if rtlil:
+        return rtlil_backend.convert(component, name=name)
+    return verilog.convert(component, name=name)
+
+
+def cmd_generate(args) -> int:
+    from hw.registry import all_blocks, build, get_block
+
+    names = list(all_blocks()) if args.all else [args.block]
+    if not args.all and args.block is None:
+        raise ValueError("generate needs a BLOCK name, or --all")
+    for name in names:
+        get_block(name)
+        component = build(name, args.preset, _overrides(args.set))
+        suffix = ".il" if args.rtlil else ".v"
+        if args.output and not args.all:
+            out = Path(args.output)
+        else:
+            stem = name if not args.preset or args.preset == "default" else f"{name}_{args.preset}"
+            out = Path(args.output_dir) / f"{stem}{suffix}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(_convert(component, name, args.rtlil))
+        print(f"{name}: wrote {out}")
+    return 0
+
+
+def _print_report(report: dict) -> None:
+    from fpga.report import format_table
+
+    print(format_table([report]))
+    print(f"report: {report.get('report_path', '')}")
+    if report.get("bitstream"):
+        print(f"bitstream: {report['bitstream']}")
+
+
+def cmd_bitstream(args) -> int:
+    from fpga.build import build
+
+    report = build(args.design, args.board, args.preset, _overrides(args.set),
+                   pack=not args.no_pack, freq_mhz=args.freq, build_root=args.build_root)
+    _print_report(report)
+    return 0 if report.get("passed") else 1
+
+
+def cmd_report(args) -> int:
+    from fpga.build import build
+    from fpga.report import collect, format_table
+
+    if args.design:
+        build(args.design, args.board, args.preset, _overrides(args.set), pack=False,
+              freq_mhz=args.freq, build_root=args.build_root)
+    reports = collect(args.build_root)
+    if not reports:
+        print(f"no reports under {args.build_root}/; run `make bitstream` or `make report` first")
+        return 1
+    summary = Path(args.build_root) / "report.json"
+    summary.write_text(json.dumps(reports, indent=2))
+    print(format_table(reports))
+    print(f"summary: {summary}")
+    return 0 if all(r.get("passed") for r in reports) else 1
+
+
+def cmd_bench(args) -> int:
+    families = BENCHES if args.family == "all" else [args.family]
+    for family in families:
+        if family not in BENCHES:
+            raise ValueError(f"unknown bench {family!r}; choose one of: all, {', '.join(BENCHES)}")
+        results = importlib.import_module(f"sim.bench.{family}").run(quick=args.quick)
+        out = Path(args.build_root) / "bench" / f"{family}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        print(f"{family}: wrote {out}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmhw", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="families, blocks and presets").set_defaults(run=cmd_list)
+
+    g = sub.add_parser("generate", help="Verilog (or RTLIL) of a block")
+    g.add_argument("block", nargs="?", help="block name (see `llmhw list`)")
+    g.add_argument("--all", action="store_true", help="every block, default preset")
+    g.add_argument("--preset", default=None)
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config parameter (repeatable)")
+    g.add_argument("-o", "--output", help="output file (default build/verilog/BLOCK.v)")
+    g.add_argument("--output-dir", default="build/verilog")
+    g.add_argument("--rtlil", action="store_true", help="emit RTLIL instead of Verilog")
+    g.set_defaults(run=cmd_generate)
+
+    def fpga_args(sp, design_default):
+        from fpga.boards import BOARDS, DEFAULT_BOARD
+
+        sp.add_argument("--design", default=design_default, help="block name")
+        sp.add_argument("--board", default=DEFAULT_BOARD, choices=list(BOARDS))
+        sp.add_argument("--preset", default=None)
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+        sp.add_argument("--freq", type=float, default=None, help="target MHz (board default)")
+        sp.add_argument("--build-root", default="build")
+
+    b = sub.add_parser("bitstream", help="synthesise, place, route and pack a design")
+    fpga_args(b, "bram_memory")
+    b.add_argument("--no-pack", action="store_true", help="stop after place and route")
+    b.set_defaults(run=cmd_bitstream)
+
+    r = sub.add_parser("report", help="table of utilisation and Fmax of every build")
+    fpga_args(r, None)
+    r.set_defaults(run=cmd_report)
+
+    be = sub.add_parser("bench", help="measure cycles and bandwidth; writes build/bench/*.json")
+    be.add_argument("family", nargs="?", default="all")
+    be.add_argument("--quick", action="store_true", help="smaller sweep")
+    be.add_argument("--build-root", default="build")
+    be.set_defaults(run=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as exc:
+        print(f"llmhw: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``llmhw bench FAMILY``: each module has ``run(quick) -> dict``."""

@@ -1,0 +1,1 @@
+"""cocotb test modules, run on generated Verilog by sim.cocotb_bridge.run_cocotb."""
