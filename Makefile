@@ -77,9 +77,8 @@ formal: $(VENV)/.installed $(VENV)/.warm
 report: $(VENV)/.installed $(VENV)/.warm
 	$(LLMHW) report $(FPGA_ARGS)
 
+# writes build/$(DESIGN)/$(BOARD)/: the block's Verilog, top.bit, report.json and tool logs
 bitstream: $(VENV)/.installed $(VENV)/.warm
-	$(LLMHW) generate $(DESIGN) --preset $(PRESET) $(foreach s,$(SET),--set $(s)) \
-		-o build/$(DESIGN)/$(DESIGN).v
 	$(LLMHW) bitstream $(FPGA_ARGS)
 
 lint: $(VENV)/.installed

@@ -46,11 +46,13 @@ def split_packets(beats: list[dict]) -> list[list[dict]]:
     return packets
 
 
-def memory_reads(commands: list[dict], write_data: list[dict], words: int) -> list[dict]:
+def memory_reads(commands: list[dict], write_data: list[dict], words: int, *,
+                 unwritten: int | None = 0) -> list[dict]:
     """Read beats ``{data, last}`` a memory of ``words`` words returns for ``commands``.
 
     Commands ``{addr, length, write}`` are served in order; write commands take their beats
-    from ``write_data`` in order; addresses wrap modulo ``words``; unwritten words read 0.
+    from ``write_data`` in order; addresses wrap modulo ``words``; a word not written reads
+    as ``unwritten`` (``None`` when the test cannot know it).
     """
     memory, reads, beats = {}, [], iter(write_data)
     for command in commands:
@@ -59,6 +61,6 @@ def memory_reads(commands: list[dict], write_data: list[dict], words: int) -> li
             if command["write"]:
                 memory[addr] = next(beats)["data"]
             else:
-                reads.append({"data": memory.get(addr, 0),
+                reads.append({"data": memory.get(addr, unwritten),
                               "last": int(k == command["length"] - 1)})
     return reads

@@ -72,11 +72,11 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _print_report(report: dict) -> None:
+def _print_report(report: dict, build_root: str) -> None:
     from fpga.report import format_table
 
     print(format_table([report]))
-    print(f"report: {report.get('report_path', '')}")
+    print(f"report: {Path(build_root) / report['design'] / report['board'] / 'report.json'}")
     if report.get("bitstream"):
         print(f"bitstream: {report['bitstream']}")
 
@@ -86,7 +86,7 @@ def cmd_bitstream(args) -> int:
 
     report = build(args.design, args.board, args.preset, _overrides(args.set),
                    pack=not args.no_pack, freq_mhz=args.freq, build_root=args.build_root)
-    _print_report(report)
+    _print_report(report, args.build_root)
     return 0 if report.get("passed") else 1
 
 

@@ -29,14 +29,16 @@ STALLS = [("none", "none"), ("random", "heavy"), ("bursty", "random"), ("heavy",
 SEEDS = [0, 1]
 
 
-def run_passthrough(dut, sent, seed, stalls):
+def run_stream(dut, sent, seed, stalls, count=None):
+    """Send ``sent`` into ``dut.i`` and take ``count`` (default ``len(sent)``) from ``dut.o``."""
+    count = len(sent) if count is None else count
     received = []
 
     async def source(ctx):
         await stream_put(ctx, dut.i, sent, stall=stall_pattern(stalls[0], seed))
 
     async def sink(ctx):
-        received.extend(await stream_get(ctx, dut.o, len(sent),
+        received.extend(await stream_get(ctx, dut.o, count,
                                          backpressure=stall_pattern(stalls[1], seed + 100)))
 
     simulate(dut, source, sink)
@@ -50,7 +52,7 @@ def run_passthrough(dut, sent, seed, stalls):
 def test_queue_keeps_every_entry_in_order(cfg, seed, stalls):
     rng = random.Random(seed)
     sent = random_packets(rng, 150, cfg.data_width)
-    assert run_passthrough(Queue(cfg), sent, seed, stalls) == sent
+    assert run_stream(Queue(cfg), sent, seed, stalls) == sent
 
 
 def test_queue_level_counts_entries():
@@ -75,7 +77,7 @@ def test_queue_level_counts_entries():
 @pytest.mark.parametrize("cfg", [SkidBufferConfig(), SkidBufferConfig(data_width=128)], ids=repr)
 def test_skid_buffer_keeps_every_entry_in_order(cfg, seed, stalls):
     sent = random_packets(random.Random(seed), 150, cfg.data_width)
-    assert run_passthrough(SkidBuffer(cfg), sent, seed, stalls) == sent
+    assert run_stream(SkidBuffer(cfg), sent, seed, stalls) == sent
 
 
 def test_skid_buffer_full_throughput():
@@ -106,17 +108,7 @@ def test_skid_buffer_full_throughput():
 def test_width_up_matches_reference(cfg, seed, stalls):
     sent = random_packets(random.Random(seed), 120, cfg.narrow_width, max_length=2 * cfg.ratio + 1)
     expected = width_up(sent, cfg.narrow_width, cfg.ratio)
-    dut = WidthUpConverter(cfg)
-    received = []
-
-    async def source(ctx):
-        await stream_put(ctx, dut.i, sent, stall=stall_pattern(stalls[0], seed))
-
-    async def sink(ctx):
-        received.extend(await stream_get(ctx, dut.o, len(expected),
-                                         backpressure=stall_pattern(stalls[1], seed + 100)))
-
-    simulate(dut, source, sink)
+    received = run_stream(WidthUpConverter(cfg), sent, seed, stalls, len(expected))
     assert received == expected
 
 
@@ -133,17 +125,7 @@ def test_width_down_matches_reference(cfg, seed, stalls):
                "first": rng.getrandbits(1), "last": rng.getrandbits(1)} for _ in range(30)]
     expected = width_down(words, cfg.narrow_width, cfg.ratio)
     assert expected[:len(narrow)] == narrow
-    dut = WidthDownConverter(cfg)
-    received = []
-
-    async def source(ctx):
-        await stream_put(ctx, dut.i, words, stall=stall_pattern(stalls[0], seed))
-
-    async def sink(ctx):
-        received.extend(await stream_get(ctx, dut.o, len(expected),
-                                         backpressure=stall_pattern(stalls[1], seed + 100)))
-
-    simulate(dut, source, sink)
+    received = run_stream(WidthDownConverter(cfg), words, seed, stalls, len(expected))
     assert received == expected
 
 

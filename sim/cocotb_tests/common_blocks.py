@@ -15,6 +15,7 @@ import random
 
 import cocotb
 
+from golden.common import memory_reads, width_down, width_up
 from sim.cocotb_bridge import load_config
 from sim.cocotb_stream import (
     StreamDriver,
@@ -26,6 +27,7 @@ from sim.cocotb_stream import (
     wait_until,
 )
 from sim.stalls import stall_pattern
+from sim.stimulus import random_packets
 
 # (source stall, sink back-pressure) pairs: free flow, each side slow on its own (which fills
 # and drains the DUT), both random, and the periodic patterns against each other
@@ -62,14 +64,6 @@ def random_payload(rng: random.Random, layout):
     return unpack(layout, rng.getrandbits(layout_width(layout)))
 
 
-def random_packets(rng: random.Random, data_width: int, packets: int, max_length: int):
-    """Beats of ``packets`` packets of 1..max_length beats: ``{data, first, last}``."""
-    beats = []
-    for _ in range(packets):
-        length = rng.randint(1, max_length)
-        beats += [{"data": rng.getrandbits(data_width), "first": int(k == 0),
-                   "last": int(k == length - 1)} for k in range(length)]
-    return beats
 
 
 def patterns(source: str, sink: str, seed: int, index: int = 0):
@@ -162,40 +156,18 @@ async def test_skid_buffer(dut, seed, source, sink):
 
 # -- width converters ------------------------------------------------------------------------
 
-def ref_width_up(cfg, beats):
-    """Wide beats the up-converter makes of narrow ``beats`` (lanes from lane 0)."""
-    wide, lanes = [], []
-    for beat in beats:
-        lanes.append(beat)
-        if beat["last"] or len(lanes) == cfg.ratio:
-            wide.append({
-                "data": sum(b["data"] << (k * cfg.narrow_width) for k, b in enumerate(lanes)),
-                "count": len(lanes), "first": lanes[0]["first"], "last": beat["last"]})
-            lanes = []
-    assert not lanes, "reference: stimulus must end with a last beat"
-    return wide
 
 
-def ref_width_down(cfg, wide_beats):
-    """Narrow beats the down-converter makes of ``wide_beats``."""
-    narrow = []
-    mask = (1 << cfg.narrow_width) - 1
-    for beat in wide_beats:
-        lanes = 1 if beat["count"] == 0 else min(beat["count"], cfg.ratio)
-        narrow += [{"data": (beat["data"] >> (k * cfg.narrow_width)) & mask,
-                    "first": int(beat["first"] and k == 0),
-                    "last": int(beat["last"] and k == lanes - 1)} for k in range(lanes)]
-    return narrow
 
 
 @parametrised
 async def test_width_up(dut, seed, source, sink):
-    """Narrow packets of every length mod ratio → wide beats, vs :func:`ref_width_up`."""
+    """Narrow packets of every length mod ratio → wide beats, vs :func:`golden.common.width_up`."""
     cfg = load_config()
     await start_clock_and_reset(dut, [dut.i__valid, dut.o__ready])
     rng = random.Random(f"width_up:{seed}")
-    beats = random_packets(rng, cfg.narrow_width, 24, 3 * cfg.ratio + 1)
-    expected = ref_width_up(cfg, beats)
+    beats = random_packets(rng, 100, cfg.narrow_width, 3 * cfg.ratio + 1)
+    expected = width_up(beats, cfg.narrow_width, cfg.ratio)
     source_stall, sink_stall = patterns(source, sink, seed)
     driver = StreamDriver(dut, "i", dut.clk, source_stall, layout=cfg.narrow_layout, seed=seed)
     monitor = StreamMonitor(dut, "o", dut.clk, sink_stall, layout=cfg.wide_layout)
@@ -226,12 +198,12 @@ def random_wide_beats(cfg, rng: random.Random, packets: int):
 
 @parametrised
 async def test_width_down(dut, seed, source, sink):
-    """Wide packets → narrow beats, vs :func:`ref_width_down`."""
+    """Wide packets → narrow beats, vs :func:`golden.common.width_down`."""
     cfg = load_config()
     await start_clock_and_reset(dut, [dut.i__valid, dut.o__ready])
     rng = random.Random(f"width_down:{seed}")
     beats = random_wide_beats(cfg, rng, 20)
-    expected = ref_width_down(cfg, beats)
+    expected = width_down(beats, cfg.narrow_width, cfg.ratio)
     source_stall, sink_stall = patterns(source, sink, seed)
     driver = StreamDriver(dut, "i", dut.clk, source_stall, layout=cfg.wide_layout, seed=seed)
     monitor = StreamMonitor(dut, "o", dut.clk, sink_stall, layout=cfg.narrow_layout)
@@ -253,7 +225,7 @@ async def test_arbiter(dut, seed, source, sink):
     inputs = [getattr(dut, f"i__{k}__valid") for k in range(ports)]
     await start_clock_and_reset(dut, [*inputs, dut.o__ready])
     rng = random.Random(f"arbiter:{seed}")
-    sent = [random_packets(rng, cfg.data_width, rng.randint(3, 8), 5) for _ in range(ports)]
+    sent = [random_packets(rng, rng.randint(10, 30), cfg.data_width, 5) for _ in range(ports)]
     drivers = []
     for k in range(ports):
         source_stall, _ = patterns(source, sink, seed, k)
@@ -304,7 +276,7 @@ async def test_demux(dut, seed, source, sink):
 
 # -- block-RAM memory behind the memory port ---------------------------------------------------
 
-def random_commands(cfg, rng: random.Random, count: int):
+def random_bram_commands(cfg, rng: random.Random, count: int):
     """Memory commands: writes and reads, lengths 0, 1, short bursts and the longest burst.
 
     Addresses gather in a small window (so reads find written data), sit just below the
@@ -336,23 +308,15 @@ def random_commands(cfg, rng: random.Random, count: int):
     return commands
 
 
-def ref_memory(cfg, commands, rng: random.Random):
+def bram_stimulus(cfg, commands, rng: random.Random):
     """Write beats to send and read beats to expect; ``None`` data for unwritten words.
 
     The memory's contents before the test are unknown (an earlier test of the same run may
     have written them), so a word not written in this test matches anything.
     """
-    memory, writes, reads = {}, [], []
-    for command in commands:
-        base = command["addr"] % cfg.depth
-        for k in range(command["length"]):
-            addr = (base + k) % cfg.depth
-            if command["write"]:
-                memory[addr] = rng.getrandbits(cfg.data_width)
-                writes.append({"data": memory[addr]})
-            else:
-                reads.append({"data": memory.get(addr), "last": int(k == command["length"] - 1)})
-    return writes, reads
+    writes = [{"data": rng.getrandbits(cfg.data_width)}
+              for command in commands if command["write"] for _ in range(command["length"])]
+    return writes, memory_reads(commands, writes, cfg.depth, unwritten=None)
 
 
 @parametrised
@@ -363,8 +327,8 @@ async def test_bram_memory(dut, seed, source, sink):
     await start_clock_and_reset(dut, [dut.mem__cmd__valid, dut.mem__wdata__valid,
                                       dut.mem__rdata__ready])
     rng = random.Random(f"bram:{seed}")
-    commands = random_commands(cfg, rng, 40)
-    writes, reads = ref_memory(cfg, commands, rng)
+    commands = random_bram_commands(cfg, rng, 40)
+    writes, reads = bram_stimulus(cfg, commands, rng)
     source_stall, sink_stall = patterns(source, sink, seed)
     wdata_stall, _ = patterns(source, sink, seed, 1)
     cmd = StreamDriver(dut, "mem__cmd", dut.clk, source_stall, layout=port.command_layout,
