@@ -3,8 +3,6 @@
 import random
 import time
 
-from amaranth.hdl import Shape
-
 from hw.registry import all_blocks, make_config
 from sim.dram import DRAMModel, DRAMTiming, MemoryPortWires
 from sim.stalls import stall_pattern
@@ -46,7 +44,7 @@ def _stream_case(name: str, preset: str, beats: int, stalls) -> dict:
         sent = random_packets(rng, beats, cfg.data_width)
         sources = [(dut.i, sent)]
         sinks = [(dut.o, len(sent))]
-        in_bits = Shape.cast(cfg.payload_shape).width * len(sent)
+        in_bits = cfg.data_width * len(sent)
 
     done = []
     cycles = []
