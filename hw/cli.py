@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-BENCHES = ["common"]
+BENCHES = ["common", "models"]
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -121,6 +121,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_model(args) -> int:
+    from golden.models import cli as model_cli
+
+    if args.model_command == "generate":
+        print(model_cli.generate(args.prompt, n=args.n, variant=args.variant))
+    elif args.model_command == "perplexity":
+        model_cli.perplexity(variant=args.variant, tokens=args.tokens, window=args.window)
+    elif args.model_command == "capture":
+        model_cli.capture(tokens=args.tokens, out=args.output, layers=args.layers)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmhw", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -157,6 +169,22 @@ def parser() -> argparse.ArgumentParser:
     fpga_args(r, None)
     r.set_defaults(run=cmd_report)
 
+    mo = sub.add_parser("model", help="run SmolLM2-135M in numpy (real weights)")
+    msub = mo.add_subparsers(dest="model_command", required=True)
+    mg = msub.add_parser("generate", help="greedy generation")
+    mg.add_argument("prompt")
+    mg.add_argument("-n", type=int, default=20, help="tokens to generate")
+    mg.add_argument("--variant", default="fp32", help="fp32, bf16, w8a8, w4a8, ...")
+    mp = msub.add_parser("perplexity", help="perplexity on the bundled text")
+    mp.add_argument("--variant", "--quant", dest="variant", default="fp32")
+    mp.add_argument("--tokens", type=int, default=None, help="first N tokens (default all)")
+    mp.add_argument("--window", type=int, default=512)
+    mc = msub.add_parser("capture", help="save KV caches and linear-layer inputs to .npz")
+    mc.add_argument("--tokens", type=int, default=512)
+    mc.add_argument("-o", "--output", default="build/kv.npz")
+    mc.add_argument("--layers", type=int, nargs="*", default=None, help="layers (default all)")
+    mo.set_defaults(run=cmd_model)
+
     be = sub.add_parser("bench", help="measure cycles and bandwidth; writes build/bench/*.json")
     be.add_argument("family", nargs="?", default="all")
     be.add_argument("--quick", action="store_true", help="smaller sweep")
@@ -169,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
+        # bad input (ValueError), a missing model wheel or a failed tool run (RuntimeError):
+        # the message says what and how to fix it; a traceback would only bury it
         print(f"llmhw: error: {exc}", file=sys.stderr)
         return 2
 
