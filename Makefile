@@ -65,8 +65,10 @@ iverilog:
 verilog: $(VENV)/.installed
 	$(LLMHW) generate --all --output-dir build/verilog
 
+# one BLAS thread per pytest worker: JOBS workers already fill the cores, and oversubscribed
+# OpenBLAS threads made the numpy model tests over 10x slower
 test: setup
-	$(PY) -m pytest -n $(JOBS) -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) -q
 
 bench: setup
 	$(LLMHW) bench all
