@@ -127,9 +127,14 @@ def cmd_model(args) -> int:
     if args.model_command == "generate":
         print(model_cli.generate(args.prompt, n=args.n, variant=args.variant))
     elif args.model_command == "perplexity":
-        model_cli.perplexity(variant=args.variant, tokens=args.tokens, window=args.window)
+        result = model_cli.perplexity(variant=args.variant, tokens=args.tokens,
+                                      window=args.window)
+        print(f"{result['variant']}: perplexity {result['perplexity']:.3f} over "
+              f"{result['tokens']} tokens (window {result['window']})")
+        print(json.dumps(result))
     elif args.model_command == "capture":
-        model_cli.capture(tokens=args.tokens, out=args.output, layers=args.layers)
+        path = model_cli.capture(tokens=args.tokens, out=args.output, layers=args.layers)
+        print(model_cli.describe(path))
     return 0
 
 
@@ -174,7 +179,8 @@ def parser() -> argparse.ArgumentParser:
     mg = msub.add_parser("generate", help="greedy generation")
     mg.add_argument("prompt")
     mg.add_argument("-n", type=int, default=20, help="tokens to generate")
-    mg.add_argument("--variant", default="fp32", help="fp32, bf16, w8a8, w4a8, ...")
+    mg.add_argument("--variant", "--quant", dest="variant", default="fp32",
+                    help="fp32, bf16, w8a8, w4a8, w2a8, kv4, 2:4, lambda")
     mp = msub.add_parser("perplexity", help="perplexity on the bundled text")
     mp.add_argument("--variant", "--quant", dest="variant", default="fp32")
     mp.add_argument("--tokens", type=int, default=None, help="first N tokens (default all)")

@@ -293,5 +293,5 @@ def test_variant_registry():
     from golden.models.interfaces import get_variant, variant_names
     assert get_variant("fp32") is FLOAT and "fp32" in variant_names()
     assert isinstance(FLOAT.attention, CausalAttention)
-    with pytest.raises(KeyError, match="unknown variant"):
+    with pytest.raises(ValueError, match="unknown variant"):
         get_variant("no-such-variant")

@@ -124,5 +124,6 @@ def get_variant(name: str | Variant) -> Variant:
     if name not in VARIANTS:
         _load_plugins()
     if name not in VARIANTS:
-        raise KeyError(f"unknown variant {name!r}; known: {', '.join(sorted(VARIANTS))}")
+        choices = ", ".join(sorted(VARIANTS))
+        raise ValueError(f"unknown variant {name!r}; choose one of: {choices}")
     return VARIANTS[name]()
