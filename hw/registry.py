@@ -16,7 +16,7 @@ from amaranth.lib import wiring
 __all__ = ["BlockInfo", "FAMILIES", "all_blocks", "get_block", "make_config", "build"]
 
 # Family packages, in the order `llmhw list` shows them.
-FAMILIES = ["hw.common"]
+FAMILIES = ["hw.common", "hw.camc"]
 
 
 @dataclass(frozen=True)
