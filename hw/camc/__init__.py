@@ -1,22 +1,26 @@
 """``camc``: the compression-aware memory controller family (arXiv 2503.18869).
 
 Golden model: :mod:`golden.camc`. Blocks: bit-plane split and merge units, the LZ4 block
-decompressor; the LZ4 compressor and the controller follow.
+compressor and decompressor; the controller follows.
 """
 
 from ..registry import BlockInfo
-from . import bitplane, lz4_decompressor
+from . import bitplane, lz4_compressor, lz4_decompressor
 from .bitplane import BitplaneConfig, BitplaneMerge, BitplaneSplit
+from .lz4_compressor import LZ4Compressor, LZ4CompressorConfig
 from .lz4_decompressor import LZ4Decompressor, LZ4DecompressorConfig
 
 __all__ = ["BitplaneConfig", "BitplaneMerge", "BitplaneSplit",
-           "LZ4Decompressor", "LZ4DecompressorConfig"]
+           "LZ4Compressor", "LZ4CompressorConfig", "LZ4Decompressor", "LZ4DecompressorConfig"]
 
 BLOCKS = [
     BlockInfo("bitplane_split", "camc", BitplaneSplit, BitplaneConfig, bitplane.PRESETS,
               "values -> bit planes (MSB plane first), double-buffered"),
     BlockInfo("bitplane_merge", "camc", BitplaneMerge, BitplaneConfig, bitplane.PRESETS,
               "bit planes (top p of them) -> values, low planes zero"),
+    BlockInfo("lz4_compressor", "camc", LZ4Compressor, LZ4CompressorConfig,
+              lz4_compressor.PRESETS,
+              "LZ4 block compressor, hash-table match finder, bit-exact with the golden"),
     BlockInfo("lz4_decompressor", "camc", LZ4Decompressor, LZ4DecompressorConfig,
               lz4_decompressor.PRESETS,
               "LZ4 block decompressor, N-byte match copy, error flag per block"),
