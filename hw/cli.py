@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-BENCHES = ["common", "models"]
+BENCHES = ["common", "models", "camc"]
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -138,6 +138,38 @@ def cmd_model(args) -> int:
     return 0
 
 
+def cmd_camc(args) -> int:
+    from golden.camc.estimate import (
+        CODECS,
+        KV_SCHEMES,
+        WEIGHT_SCHEMES,
+        estimate,
+        kv_cache_values,
+        weight_values,
+    )
+
+    codecs = args.codecs.split(",")
+    for codec in codecs:
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r}; choose one of: {', '.join(CODECS)}")
+    sample = None if args.sample_mib is None else int(args.sample_mib * (1 << 20))
+    if args.kv_tokens:
+        values, schemes, what = kv_cache_values(args.kv_tokens), KV_SCHEMES, "kv cache"
+    else:
+        values, schemes, what = weight_values(args.model, sample), WEIGHT_SCHEMES, "weights"
+    print(f"{'scheme':<20} {'codec':<8} {'raw bytes':>12} {'stored':>12} {'ratio':>7} saving")
+    rows = estimate(values, schemes, codecs, args.block_bytes, progress=lambda r: print(
+        f"{r['scheme']:<20} {r['codec']:<8} {r['raw_bytes']:>12} {r['stored_bytes']:>12} "
+        f"{r['ratio']:>7.4f} {100 * r['saving']:5.1f}%", flush=True))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"source": args.model if not args.kv_tokens else "smollm2 kv",
+                               "what": what, "block_bytes": args.block_bytes, "rows": rows},
+                              indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmhw", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +222,20 @@ def parser() -> argparse.ArgumentParser:
     mc.add_argument("-o", "--output", default="build/kv.npz")
     mc.add_argument("--layers", type=int, nargs="*", default=None, help="layers (default all)")
     mo.set_defaults(run=cmd_model)
+
+    ca = sub.add_parser("camc", help="compression-aware memory controller tools")
+    csub = ca.add_subparsers(dest="camc_command", required=True)
+    cf = csub.add_parser("footprint", help="savings per scheme and codec on real tensors")
+    cf.add_argument("--model", default="minilm",
+                    help="minilm, smollm2, or a .safetensors / .gguf file (BF16-rounded)")
+    cf.add_argument("--kv-tokens", type=int, default=0,
+                    help="estimate a SmolLM2 KV cache of this many tokens instead of weights")
+    cf.add_argument("--codecs", default="lz4,lz4-lib,zstd")
+    cf.add_argument("--block-bytes", type=int, default=4096)
+    cf.add_argument("--sample-mib", type=float, default=None,
+                    help="evenly spaced sample of this many MiB (default all)")
+    cf.add_argument("-o", "--output", default="build/camc/footprint.json")
+    ca.set_defaults(run=cmd_camc)
 
     be = sub.add_parser("bench", help="measure cycles and bandwidth; writes build/bench/*.json")
     be.add_argument("family", nargs="?", default="all")
