@@ -187,6 +187,18 @@ def test_offset_limit_is_exercised():
     check(CONFIGS["h10_w100"], [block, block[:200], *edge], ("every_fourth", "none"))
 
 
+def test_back_to_back_short_matches():
+    # matches of exactly MINMATCH that end where the next one starts, and matches whose end
+    # is still in the candidate pipeline when they are found: the positions after a match
+    # must be looked up from the table the golden model sees (tiny preset: 256-byte blocks)
+    rng = random.Random(9)
+    grams = [random_bytes(rng, 4) for _ in range(6)]
+    blocks = [b"".join(rng.choice(grams) + random_bytes(rng, rng.randint(0, 2))
+                       for _ in range(60)) for _ in range(3)]
+    blocks.append(b"".join(rng.choice(grams) for _ in range(64)))
+    check(PRESETS["tiny"], blocks, ("random", "random"), seed=4)
+
+
 def test_long_packets_are_split_into_blocks():
     cfg = LZ4CompressorConfig(hash_bits=6, max_block_bytes=64)
     rng = random.Random(11)

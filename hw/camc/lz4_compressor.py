@@ -12,6 +12,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_int, check_power_of_two, packet_layout
 
 __all__ = ["LZ4CompressorConfig", "LZ4Compressor", "PRESETS", "measure_throughput"]
@@ -21,6 +22,8 @@ MINMATCH = 4
 LASTLITERALS = 5
 MFLIMIT = 12
 HASH_MULTIPLIER = 2654435761
+# entries of the queue between candidate unit and matcher: covers the pipeline's round trip
+CANDIDATE_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -100,17 +103,39 @@ class LZ4Compressor(wiring.Component):
     and the rest of the packet starts the next block. An empty block cannot be sent on a byte
     stream, so every block has ``n >= 1``.
 
-    Pipeline: the match finder issues one position per cycle (4-byte word from four byte banks
-    -> multiplicative hash, registered -> hash table read and write in the same cycle, read
-    before write -> candidate word read -> compare). At most three positions are in flight
-    behind the one being decided, all inside the minimum match, so on a match they are exactly
-    the insertions the algorithm makes; the extension then compares one byte per cycle while
-    the position walker keeps inserting the positions it has proven to lie inside the match.
-    Each match pushes a sequence ``(anchor, literal count, offset, match length)`` into a
-    queue (``sequence_depth`` entries); the sequence encoder pops it and writes token, length
-    extensions, literals (read back from the buffer), offset and match-length extension, one
-    byte per cycle. The buffer has two halves, so the encoder sends the literals of one block
-    while the next block arrives and is searched.
+    Pipeline. Every block RAM output goes straight into a register (the ECP5 block RAM's
+    clock-to-out takes more than half of a 10 ns cycle). The *candidate unit* issues every
+    position ``q <= n - MFLIMIT`` in order, one per cycle, and never looks at the matcher's
+    decisions: 4-byte word from four byte banks (raw bytes registered, then aligned) ->
+    three 16x16 partial products of the hash multiply, registered -> their sum, the hash,
+    registered -> hash table read and write of ``q`` in the same cycle, read before write ->
+    candidate ``c(q)`` registered -> range check and candidate word read from the banks ->
+    candidate bytes registered -> ``hit(q)`` (``c(q) < q``, ``q - c(q) <= W``,
+    ``u32(c(q)) == u32(q)``) registered -> a 16-entry queue of ``(q, c(q), hit(q))``, whose
+    free entries are counted as credits before a position is issued (ten cycles in flight).
+
+    Why this is exact, however deep the pipeline: the specification writes
+    ``table[hash(q)] = q`` for every ``q <= n - MFLIMIT`` exactly once and in increasing order,
+    whether ``q`` is looked up or inserted inside a match, and reads before writing. So the
+    table the specification reads at a looked-up position ``q`` is the table after the writes
+    of all positions before ``q``, which is what the candidate unit reads at ``q``: ``c(q)``
+    and ``hit(q)`` depend on the data alone, not on where matches were found. The *matcher*
+    pops the positions in order and keeps only the lookups the specification makes: a
+    position before ``match_end`` (the end of the current match, proven so far, or the
+    anchor) lies inside a match and is dropped unseen (its table write has been made, as the
+    specification's insertion); the first position at or after the anchor with ``hit`` starts
+    a match, and its later positions wait until the extension has either proven them inside
+    the match or ended it. No lookup is squashed or replayed, and nothing is ever flushed.
+
+    The extension reads one byte pair per cycle from two read ports of the buffer, two cycles
+    ahead of the compare, and discards the reads in flight when a compare fails; the matcher
+    drops the inside positions while it extends. Each match registers a sequence ``(anchor,
+    literal count, offset, match length)`` and queues it with its token
+    (``sequence_depth`` entries); the sequence encoder takes it through a register and a skid
+    buffer and writes token, length extensions, literals (read back from the buffer), offset
+    and match-length extension, one byte per cycle, through two output registers. The buffer
+    has two halves, so the encoder sends the literals of one block while the next block
+    arrives and is searched.
 
     The hash table is never cleared, yet the output is the one the specification's per-block
     reset to 0 gives. Both tables see the same writes in the block, so they differ at
@@ -136,31 +161,37 @@ class LZ4Compressor(wiring.Component):
         One entry per block, after its last ``o`` byte: ``compressed_length`` (bytes sent on
         ``o``), ``raw_length`` (``n``) and ``split`` (the block was closed at
         ``max_block_bytes`` without ``last``).
-        the controller compares the two lengths to choose raw storage. A block's last byte
+        The controller compares the two lengths to choose raw storage. A block's last byte
         waits on ``o`` until the status of the block before has been taken.
 
     Latency
     -------
-    The first ``o`` byte (the token) leaves once the first match has been extended, or for a
-    block without matches, a few cycles after ``last``; about 20 cycles after ``last`` for
-    incompressible data. A new block is accepted 2 cycles after the match finder has
-    queued the last sequence of the one before, if the encoder has finished the block
-    before that (the buffer holds two blocks).
+    Position ``q`` is issued once byte ``q + 11`` has arrived and reaches the matcher 12 cycles
+    later, so an extension trails reception by about 20 bytes. The first ``o`` byte (the
+    token) leaves about 6 cycles after the first sequence has been queued: about 21 cycles
+    after ``last`` for a block without matches, about 27 for an all-zero block (one match up
+    to the end). A new block is accepted 2 cycles after the match finder has queued the last
+    sequence of the one before, if the encoder has finished the block before that (the
+    buffer holds two blocks).
 
     Throughput
     ----------
     Up to one input byte per cycle: every position costs one cycle of the finder and every
     output byte one cycle of the encoder, which run concurrently (the encoder on the block
-    before); a match adds about five cycles (pipeline refill). Measured without stalls on
-    back-to-back 1 KiB blocks (``hash_bits=10``), in steady state: random 1.01, all-zero 1.01,
-    Gaussian bf16 bit planes 1.04 cycles per input byte. ``measure_throughput`` counts them.
+    before); a match adds about one cycle (the extension's read-ahead), a block about 15
+    (the candidate pipeline drains before the next block starts). Measured without stalls on
+    back-to-back 1 KiB blocks (``hash_bits=10``), in steady state: random 1.015, all-zero
+    1.021, Gaussian bf16 bit planes 1.038 cycles per input byte. ``measure_throughput``
+    counts them.
 
     Resources
     ---------
     Block RAM: the two-block buffer with three read ports (``3 x 2 x max_block_bytes``
     bytes), the four banks with two read ports (``2 x max_block_bytes`` bytes), the table
     (``2**hash_bits x log2(max_block_bytes)`` bits) and the sequence queue
-    (``sequence_depth x ~(4 log2(max_block_bytes) + 24)`` bits).
+    (``sequence_depth x ~(4 log2(max_block_bytes) + 35)`` bits). Three multipliers (the hash).
+    The default preset on an LFE5U-85F: about 1870 LUTs, 1630 flip-flops, 26 block RAMs,
+    3 MULT18X18D, above 100 MHz.
     """
 
     def __init__(self, cfg: LZ4CompressorConfig):
@@ -201,11 +232,42 @@ class LZ4Compressor(wiring.Component):
         seq_layout = data.StructLayout({
             "lit_start": aw + 1, "lit_len": pos_shape, "offset": 16, "match_len": pos_shape,
             "last": 1, "raw_length": pos_shape, "split": 1,
+            # decided when queued, so the encoder reads them from registers
+            "token": 8, "lit_run": 1, "no_literals": 1,
         })
         m.submodules.seq_fifo = seq_fifo = fifo.SyncFIFOBuffered(
             width=Shape.cast(seq_layout).width, depth=cfg.sequence_depth)
+        # a sequence is registered (`staged`) before it is queued with its token
         seq_in = Signal(seq_layout)
-        m.d.comb += seq_fifo.w_data.eq(seq_in)
+        seq_push = Signal()
+        seq_room = Signal()
+        staged = Signal(seq_layout)
+        staged_valid = Signal()
+        m.d.comb += seq_room.eq(~staged_valid | seq_fifo.w_rdy)
+        with m.If(seq_push):
+            m.d.sync += [staged.eq(seq_in), staged_valid.eq(1)]
+        with m.Elif(seq_fifo.w_rdy):
+            m.d.sync += staged_valid.eq(0)
+        seq_entry = Signal(seq_layout)
+        match_code = Mux(staged.last, 0, Mux(staged.match_len >= MINMATCH + 15, 15,
+                                             staged.match_len - MINMATCH))
+        m.d.comb += [seq_entry.eq(staged),
+                     seq_entry.token.eq(Cat(match_code[:4], Mux(staged.lit_len >= 15, 15,
+                                                                staged.lit_len)[:4])),
+                     seq_entry.lit_run.eq(staged.lit_len >= 15),
+                     seq_entry.no_literals.eq(staged.lit_len == 0),
+                     seq_fifo.w_data.eq(seq_entry), seq_fifo.w_en.eq(staged_valid)]
+        # the queue's read data comes straight from block RAM: a plain register takes it, and
+        # a skid buffer cuts the encoder's `take` from the queue's read logic
+        m.submodules.seq_skid = seq_skid = SkidBuffer(SkidBufferConfig(payload=seq_layout))
+        seq_read_valid = Signal()
+        seq_read = Signal(seq_layout)
+        seq_load = Signal()
+        m.d.comb += [seq_load.eq(~seq_read_valid | seq_skid.i.ready),
+                     seq_fifo.r_en.eq(seq_load),
+                     seq_skid.i.valid.eq(seq_read_valid), seq_skid.i.payload.eq(seq_read)]
+        with m.If(seq_load):
+            m.d.sync += [seq_read_valid.eq(seq_fifo.r_rdy), seq_read.eq(seq_fifo.r_data)]
 
         # ---- block control (front end: reception and match finder) ---------------------------
         in_block = Signal()
@@ -248,109 +310,140 @@ class LZ4Compressor(wiring.Component):
                 m.d.sync += [rx_done.eq(1), split.eq(~self.i.payload.last)]
 
         # ---- match finder --------------------------------------------------------------------
-        # positions q with q + MFLIMIT <= rx_count are <= n - MFLIMIT whatever n turns out to be
-        next_pos = Signal(pos_shape)   # next position the walker issues
-        in_match = Signal()            # walker inserts (inside a match) instead of looking up
-        extending = Signal()
-        match_pos = Signal(pos_shape)
-        match_cand = Signal(pos_shape)
-        match_len = Signal(pos_shape)  # proven length so far; final once `extending` drops
-        anchor = Signal(pos_shape)
-        match_end = match_pos + match_len
-
-        # stage 1: word at q from the banks; stage 2: hash -> table; stage 3: candidate ->
-        # banks; stage 4: compare. `lookup` marks positions whose candidate is to be checked.
-        valid1, lookup1, pos1 = Signal(), Signal(), Signal(pos_shape)
-        valid2, lookup2, pos2 = Signal(), Signal(), Signal(pos_shape)
-        word2, hash2 = Signal(32), Signal(cfg.hash_bits)
-        lookup3, pos3, word3 = Signal(), Signal(pos_shape), Signal(32)
-        lookup4, pos4, word4, cand4 = Signal(), Signal(pos_shape), Signal(32), Signal(pos_shape)
-
-        found = Signal()
-        cand_word = _bank_word([port.data for port in verify_rd], cand4[:2])
-        m.d.comb += found.eq(lookup4 & (cand4 < pos4) & (pos4 - cand4 <= cfg.max_offset)
-                             & (cand_word == word4))
-
+        # The candidate unit issues every position q (q + MFLIMIT <= rx_count, so q <= n - MFLIMIT
+        # whatever n turns out to be) in order, one per cycle, whatever the matcher decides:
+        # every q does its table read and write, so c(q) and hit(q) are functions of the data
+        # alone. The matcher pops (q, c(q), hit(q)) in order and ignores the positions inside a
+        # match. Stages (registers): raw bank bytes, word, partial products, hash, table
+        # read/write, candidate, candidate range check, candidate bank bytes, hit.
+        next_pos = Signal(pos_shape)   # next position the candidate unit issues
+        cand_layout = data.StructLayout({"pos": pos_shape, "cand": pos_shape, "hit": 1})
+        m.submodules.cand_fifo = cand_fifo = fifo.SyncFIFOBuffered(
+            width=Shape.cast(cand_layout).width, depth=CANDIDATE_DEPTH)
+        credits = Signal(range(CANDIDATE_DEPTH + 1), init=CANDIDATE_DEPTH)  # free entries
+        cand_pop = Signal()
         issue = Signal()
-        m.d.comb += issue.eq(in_block & (next_pos + MFLIMIT <= rx_count)
-                             & (~in_match | (next_pos < match_end)) & ~found)
-        for port, addr in zip(walk_rd, _bank_addrs(next_pos, aw), strict=True):
-            m.d.comb += port.addr.eq(addr)
+        m.d.comb += issue.eq(in_block & (next_pos + MFLIMIT <= rx_count) & (credits != 0))
+        m.d.sync += credits.eq(credits - issue + cand_pop)
         with m.If(issue):
             m.d.sync += next_pos.eq(next_pos + 1)
-        m.d.sync += [valid1.eq(issue), lookup1.eq(issue & ~in_match), pos1.eq(next_pos)]
-
-        word1 = _bank_word([port.data for port in walk_rd], pos1[:2])
-        m.d.sync += [valid2.eq(valid1), lookup2.eq(lookup1 & ~found), pos2.eq(pos1),
-                     word2.eq(word1),
-                     hash2.eq((word1 * HASH_MULTIPLIER)[32 - cfg.hash_bits:32])]
-
-        m.d.comb += table_rd.addr.eq(hash2)
-        with m.If(in_block):
-            m.d.comb += [table_wr.addr.eq(hash2), table_wr.data.eq(pos2),
-                         table_wr.en.eq(valid2)]
-        m.d.sync += [lookup3.eq(lookup2 & ~found), pos3.eq(pos2), word3.eq(word2)]
-
-        cand3 = Signal(pos_shape)
-        m.d.comb += cand3.eq(table_rd.data)
-        for port, addr in zip(verify_rd, _bank_addrs(cand3, aw), strict=True):
+        for port, addr in zip(walk_rd, _bank_addrs(next_pos, aw), strict=True):
             m.d.comb += port.addr.eq(addr)
-        m.d.sync += [lookup4.eq(lookup3 & ~found), pos4.eq(pos3), word4.eq(word3),
-                     cand4.eq(cand3)]
 
-        # extension: one byte per cycle; the byte at offset match_len is compared once it is
-        # known to lie before n - LASTLITERALS
-        room = Signal()
-        same = Signal()
-        grow = Signal()
-        ext_stop = Signal()
-        ext_done = Signal()
-        m.d.comb += [
-            room.eq(match_end + LASTLITERALS < rx_count),
-            same.eq(ext_c_rd.data == ext_p_rd.data),
-            grow.eq(extending & room & same),
-            ext_stop.eq(extending & Mux(room, ~same, rx_done)),
-            ext_done.eq(ext_stop & seq_fifo.w_rdy),
-        ]
-        with m.If(extending):
-            m.d.comb += [ext_c_rd.addr.eq(Cat((match_cand + match_len + grow)[:aw], half)),
-                         ext_p_rd.addr.eq(Cat((match_pos + match_len + grow)[:aw], half))]
-        with m.Else():
-            m.d.comb += [ext_c_rd.addr.eq(Cat((cand4 + MINMATCH)[:aw], half)),
-                         ext_p_rd.addr.eq(Cat((pos4 + MINMATCH)[:aw], half))]
-        with m.If(grow):
-            m.d.sync += match_len.eq(match_len + 1)
-        with m.If(found):
-            m.d.sync += [in_match.eq(1), extending.eq(1), match_pos.eq(pos4),
-                         match_cand.eq(cand4), match_len.eq(MINMATCH)]
-        with m.If(ext_done):
-            m.d.sync += [extending.eq(0), anchor.eq(match_end)]
-            m.d.comb += [seq_in.lit_start.eq(Cat(anchor[:aw], half)),
-                         seq_in.lit_len.eq(match_pos - anchor),
-                         seq_in.offset.eq(match_pos - match_cand),
-                         seq_in.match_len.eq(match_len), seq_fifo.w_en.eq(1)]
-        # back to lookups at the match end once every inside position has been inserted
-        with m.If(in_match & (~extending | ext_done)
-                  & ((next_pos == match_end) | (rx_done & (next_pos + MFLIMIT > rx_count)))):
-            m.d.sync += [in_match.eq(0), next_pos.eq(match_end)]
+        def stage(name, value, shape=None):
+            reg = Signal(shape if shape is not None else value.shape(), name=name)
+            m.d.sync += reg.eq(value)
+            return reg
 
-        # the last sequence: literals from the anchor to the end, once no lookup is pending
-        with m.If(in_block & rx_done & ~in_match
-                  & (next_pos + MFLIMIT > rx_count)
-                  & ~(lookup1 | lookup2 | lookup3 | lookup4) & seq_fifo.w_rdy):
+        v1, pos1 = stage("v1", issue), stage("pos1", next_pos)
+        v2, pos2 = stage("v2", v1), stage("pos2", pos1)
+        raw2 = stage("raw2", Cat(*(port.data for port in walk_rd)))
+        v3, pos3 = stage("v3", v2), stage("pos3", pos2)
+        word3 = stage("word3", _bank_word([raw2[8 * k:8 * k + 8] for k in range(4)], pos2[:2]))
+        # (u32 * K) mod 2**32 from three 16x16 products; only the top hash_bits are kept
+        k_lo, k_hi = HASH_MULTIPLIER & 0xFFFF, HASH_MULTIPLIER >> 16
+        v4, pos4, word4 = stage("v4", v3), stage("pos4", pos3), stage("word4", word3)
+        prod_ll = stage("prod_ll", word3[:16] * k_lo, 32)
+        prod_lh = stage("prod_lh", (word3[:16] * k_hi)[:16], 16)
+        prod_hl = stage("prod_hl", (word3[16:] * k_lo)[:16], 16)
+        v5, pos5, word5 = stage("v5", v4), stage("pos5", pos4), stage("word5", word4)
+        hash5 = stage("hash5", (prod_ll[16:] + prod_lh + prod_hl)[16 - cfg.hash_bits:16],
+                      cfg.hash_bits)
+        m.d.comb += [table_rd.addr.eq(hash5), table_wr.addr.eq(hash5),
+                     table_wr.data.eq(pos5), table_wr.en.eq(v5)]
+        v6, pos6, word6 = stage("v6", v5), stage("pos6", pos5), stage("word6", word5)
+        v7, pos7, word7 = stage("v7", v6), stage("pos7", pos6), stage("word7", word6)
+        cand7 = stage("cand7", table_rd.data, pos_shape)
+        for port, addr in zip(verify_rd, _bank_addrs(cand7, aw), strict=True):
+            m.d.comb += port.addr.eq(addr)
+        v8, pos8, word8, cand8 = (stage("v8", v7), stage("pos8", pos7), stage("word8", word7),
+                                  stage("cand8", cand7))
+        in_range8 = stage("in_range8", (cand7 < pos7) & (pos7 - cand7 <= cfg.max_offset))
+        v9, pos9, word9, cand9 = (stage("v9", v8), stage("pos9", pos8), stage("word9", word8),
+                                  stage("cand9", cand8))
+        in_range9 = stage("in_range9", in_range8)
+        raw9 = stage("raw9", Cat(*(port.data for port in verify_rd)))
+        cand_word9 = _bank_word([raw9[8 * k:8 * k + 8] for k in range(4)], cand9[:2])
+        v10, pos10, cand10 = stage("v10", v9), stage("pos10", pos9), stage("cand10", cand9)
+        hit10 = stage("hit10", in_range9 & (cand_word9 == word9))
+        cand_in = Signal(cand_layout)
+        m.d.comb += [cand_in.pos.eq(pos10), cand_in.cand.eq(cand10), cand_in.hit.eq(hit10),
+                     cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v10)]
+
+        # matcher: WALK pops candidates (a hit at or after the anchor starts a match), EXTEND
+        # compares one byte per cycle (reads issued ahead, two cycles before their compare),
+        # PUSH queues the sequence. Positions before `match_end` (the proven end, final once
+        # in PUSH) are popped without a look at their hit: they lie inside the match.
+        head = Signal(cand_layout)
+        m.d.comb += head.eq(cand_fifo.r_data)
+        match_pos = Signal(pos_shape)
+        match_cand = Signal(pos_shape)
+        match_end = Signal(pos_shape)  # match_pos + proven length; equals `anchor` in WALK
+        anchor = Signal(pos_shape)
+        ext_p_addr = Signal(pos_shape)  # position of the next byte the extension reads
+        ext_c_addr = Signal(pos_shape)
+        x1 = Signal()                   # a read is in the buffer
+        x2 = Signal()                   # its bytes are in p_byte, c_byte
+        p_byte, c_byte = Signal(8), Signal(8)
+        inside = Signal()
+        walking = Signal()
+        m.d.comb += inside.eq(head.pos < match_end)
+        m.d.comb += [ext_c_rd.addr.eq(Cat(ext_c_addr[:aw], half)),
+                     ext_p_rd.addr.eq(Cat(ext_p_addr[:aw], half))]
+        m.d.sync += [p_byte.eq(ext_p_rd.data), c_byte.eq(ext_c_rd.data)]
+        m.d.comb += cand_pop.eq(cand_fifo.r_rdy & (inside | walking))
+        m.d.comb += cand_fifo.r_en.eq(cand_pop)
+        with m.FSM(name="matcher"):
+            with m.State("WALK"):
+                m.d.comb += walking.eq(1)
+                with m.If(cand_fifo.r_rdy & ~inside & head.hit):
+                    m.d.sync += [match_pos.eq(head.pos), match_cand.eq(head.cand),
+                                 match_end.eq(head.pos + MINMATCH),
+                                 ext_p_addr.eq(head.pos + MINMATCH),
+                                 ext_c_addr.eq(head.cand + MINMATCH)]
+                    m.next = "EXTEND"
+            with m.State("EXTEND"):
+                # the byte at ext_p_addr is compared once it is known to lie before
+                # n - LASTLITERALS; none is compared once rx_done says it does not
+                room = ext_p_addr + LASTLITERALS < rx_count
+                same = c_byte == p_byte
+                stop = (x2 & ~same) | (~room & rx_done & ~x1 & ~x2)
+                with m.If(room):
+                    m.d.sync += [ext_p_addr.eq(ext_p_addr + 1), ext_c_addr.eq(ext_c_addr + 1)]
+                m.d.sync += [x1.eq(room & ~stop), x2.eq(x1 & ~stop)]
+                with m.If(x2 & same):
+                    m.d.sync += match_end.eq(match_end + 1)
+                with m.If(stop):
+                    m.next = "PUSH"
+            with m.State("PUSH"):
+                with m.If(seq_room):
+                    m.d.comb += [seq_in.lit_start.eq(Cat(anchor[:aw], half)),
+                                 seq_in.lit_len.eq(match_pos - anchor),
+                                 seq_in.offset.eq(match_pos - match_cand),
+                                 seq_in.match_len.eq(match_end - match_pos),
+                                 seq_push.eq(1)]
+                    m.d.sync += anchor.eq(match_end)
+                    m.next = "WALK"
+
+        # the last sequence: literals from the anchor to the end, once every position has
+        # been issued and popped
+        # (`issued_all` is a cycle late: it only rises once rx_done, and then stays high)
+        issued_all = Signal()
+        m.d.sync += issued_all.eq(rx_done & (next_pos + MFLIMIT > rx_count))
+        with m.If(in_block & issued_all & walking & (credits == CANDIDATE_DEPTH) & seq_room):
             m.d.comb += [seq_in.lit_start.eq(Cat(anchor[:aw], half)),
                          seq_in.lit_len.eq(rx_count - anchor), seq_in.last.eq(1),
                          seq_in.raw_length.eq(rx_count), seq_in.split.eq(split),
-                         seq_fifo.w_en.eq(1), final_push.eq(1)]
+                         seq_push.eq(1), final_push.eq(1)]
 
         # ---- sequence encoder ----------------------------------------------------------------
         # the generator offers one byte per cycle (a constant, or a literal address); the
         # output register holds it while `o` stalls, and the literal read port with it
-        seq_head = Signal(seq_layout)
-        m.d.comb += seq_head.eq(seq_fifo.r_data)
+        seq_head = seq_skid.o.payload
         seq = Signal(seq_layout)
         run_left = Signal(pos_shape)  # length-extension bytes still to code (minus 15 or 19)
         lit_left = Signal(pos_shape)
+        lit_one = Signal()            # lit_left == 1, registered: it decides `o.last`
         lit_addr = Signal(aw + 1)
 
         item_valid = Signal()
@@ -362,6 +455,9 @@ class LZ4Compressor(wiring.Component):
         out_byte = Signal(8)
         out_first = Signal()
         out_last = Signal()
+        # a second register takes the literal from block RAM: `o` is driven from flip-flops
+        o_valid, o_byte, o_first, o_last = Signal(), Signal(8), Signal(), Signal()
+        o_literal, o_literal_byte = Signal(), Signal(8)
         first_pending = Signal(init=1)
         status_valid = Signal()
         status = Signal(cfg.status_layout)
@@ -371,11 +467,13 @@ class LZ4Compressor(wiring.Component):
         out_count = Signal(range(cfg.max_compressed_bytes + 1))
 
         advance = Signal()
+        in_token = Signal()
         take = Signal()
         # a block's last byte waits until the status of the block before has been taken
         offer = Signal()
-        m.d.comb += offer.eq(item_valid & ~(item_last & (status_valid | (out_valid & out_last))))
-        m.d.comb += [advance.eq(~out_valid | self.o.ready), take.eq(offer & advance),
+        m.d.comb += offer.eq(item_valid & ~(item_last & (status_valid | (out_valid & out_last)
+                                                         | (o_valid & o_last))))
+        m.d.comb += [advance.eq(~o_valid | self.o.ready), take.eq(offer & advance),
                      lit_rd.addr.eq(lit_addr), lit_rd.en.eq(advance)]
         run_byte = Mux(run_left >= 255, 255, run_left)
 
@@ -388,19 +486,17 @@ class LZ4Compressor(wiring.Component):
         with m.FSM(name="encoder"):
             with m.State("TOKEN"):
                 head = seq_head
-                match_code = Mux(head.last, 0, Mux(head.match_len >= MINMATCH + 15, 15,
-                                                   head.match_len - MINMATCH))
-                m.d.comb += [item_valid.eq(seq_fifo.r_rdy),
-                             item_byte.eq(Cat(match_code[:4],
-                                              Mux(head.lit_len >= 15, 15, head.lit_len)[:4])),
-                             item_last.eq(head.last & (head.lit_len == 0))]
+                m.d.comb += in_token.eq(1)
+                m.d.comb += [item_valid.eq(seq_skid.o.valid), item_byte.eq(head.token),
+                             item_last.eq(head.last & head.no_literals)]
                 with m.If(take):
-                    m.d.comb += seq_fifo.r_en.eq(1)
+                    m.d.comb += seq_skid.o.ready.eq(1)
                     m.d.sync += [seq.eq(head), run_left.eq(head.lit_len - 15),
-                                 lit_left.eq(head.lit_len), lit_addr.eq(head.lit_start)]
-                    with m.If(head.lit_len >= 15):
+                                 lit_left.eq(head.lit_len), lit_one.eq(head.lit_len == 1),
+                                 lit_addr.eq(head.lit_start)]
+                    with m.If(head.lit_run):
                         m.next = "LITERAL_RUN"
-                    with m.Elif(head.lit_len != 0):
+                    with m.Elif(~head.no_literals):
                         m.next = "LITERALS"
                     with m.Else():
                         after_literals(head.last)
@@ -412,10 +508,11 @@ class LZ4Compressor(wiring.Component):
                         m.next = "LITERALS"
             with m.State("LITERALS"):
                 m.d.comb += [item_valid.eq(1), item_literal.eq(1),
-                             item_last.eq(seq.last & (lit_left == 1))]
+                             item_last.eq(seq.last & lit_one)]
                 with m.If(take):
-                    m.d.sync += [lit_addr.eq(lit_addr + 1), lit_left.eq(lit_left - 1)]
-                    with m.If(lit_left == 1):
+                    m.d.sync += [lit_addr.eq(lit_addr + 1), lit_left.eq(lit_left - 1),
+                                 lit_one.eq(lit_left == 2)]
+                    with m.If(lit_one):
                         after_literals(seq.last)
             with m.State("OFFSET_LOW"):
                 m.d.comb += [item_valid.eq(1), item_byte.eq(seq.offset[:8])]
@@ -439,24 +536,33 @@ class LZ4Compressor(wiring.Component):
         with m.If(advance):
             m.d.sync += [out_valid.eq(offer), out_literal.eq(item_literal),
                          out_byte.eq(item_byte), out_last.eq(item_last),
-                         out_first.eq(first_pending)]
+                         out_first.eq(first_pending),
+                         o_valid.eq(out_valid), o_byte.eq(out_byte), o_literal.eq(out_literal),
+                         o_literal_byte.eq(lit_rd.data), o_first.eq(out_first),
+                         o_last.eq(out_last)]
         with m.If(take):
             m.d.sync += first_pending.eq(item_last)
-        m.d.comb += [self.o.valid.eq(out_valid),
-                     self.o.payload.data.eq(Mux(out_literal, lit_rd.data, out_byte)),
-                     self.o.payload.first.eq(out_first), self.o.payload.last.eq(out_last)]
+        # the block's lengths, kept from its last item on (`seq` moves on to the next block)
+        last_raw_length = Signal(pos_shape)
+        last_split = Signal()
+        with m.If(take & item_last):
+            m.d.sync += [last_raw_length.eq(Mux(in_token, seq_head.raw_length, seq.raw_length)),
+                         last_split.eq(Mux(in_token, seq_head.split, seq.split))]
+        m.d.comb += [self.o.valid.eq(o_valid),
+                     self.o.payload.data.eq(Mux(o_literal, o_literal_byte, o_byte)),
+                     self.o.payload.first.eq(o_first), self.o.payload.last.eq(o_last)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += out_count.eq(out_count + 1)
-            with m.If(out_last):
+            with m.If(o_last):
                 m.d.comb += block_out.eq(1)
                 m.d.sync += [status_valid.eq(1), status.compressed_length.eq(out_count + 1),
-                             status.raw_length.eq(seq.raw_length), status.split.eq(seq.split),
+                             status.raw_length.eq(last_raw_length), status.split.eq(last_split),
                              out_count.eq(0)]
 
         with m.If(restart):
             m.d.sync += [
-                rx_count.eq(0), rx_done.eq(0), split.eq(0), next_pos.eq(0), in_match.eq(0),
-                extending.eq(0), anchor.eq(0), valid1.eq(0), lookup1.eq(0),
+                rx_count.eq(0), rx_done.eq(0), split.eq(0), next_pos.eq(0), anchor.eq(0),
+                match_end.eq(0), issued_all.eq(0),
             ]
         return m
 
