@@ -17,7 +17,9 @@ from golden.camc import (
 )
 from hw.camc.lz4_decompressor import (
     ERROR_NAMES,
+    LITERAL_LATENCY,
     PRESETS,
+    STATUS_LATENCY,
     LZ4Decompressor,
     LZ4DecompressorConfig,
     measure_throughput,
@@ -26,8 +28,9 @@ from sim.stalls import stall_pattern
 from sim.stream import simulate, stream_get, stream_put
 
 MAX = 1024
-# cycles from the transfer of the byte that decides a verdict to `o_status.valid`
-STATUS_BOUND = 1
+# cycles from the transfer of the byte that decides a verdict to `o_status.valid`: the
+# documented latency, exactly (the test asserts `0 < late <= STATUS_BOUND`)
+STATUS_BOUND = STATUS_LATENCY
 
 
 def gaussian_bf16(n, rng, scale=0.02):
@@ -73,7 +76,7 @@ def run(cfg, blocks, *, seed=0, i_stall="none", o_stall="none", s_stall="none",
     n = cfg.output_bytes_per_cycle
     beats = [{"data": b, "first": int(j == 0), "last": int(j == len(block) - 1)}
              for block in blocks for j, b in enumerate(block)]
-    packets, statuses, trace = [], [], {"taken": [], "status": []}
+    packets, statuses, trace = [], [], {"taken": [], "status": [], "beats": []}
 
     async def source(ctx):
         await stream_put(ctx, dut.i, beats, stall=stall_pattern(i_stall, seed))
@@ -100,10 +103,13 @@ def run(cfg, blocks, *, seed=0, i_stall="none", o_stall="none", s_stall="none",
 
     async def monitor(ctx):
         cycle, was_valid = 0, False
-        async for _, _, i_valid, i_ready, s_valid in ctx.tick().sample(
-                dut.i.valid, dut.i.ready, dut.o_status.valid):
+        async for _, _, i_valid, i_ready, s_valid, o_valid, o_ready, o_count in ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o_status.valid, dut.o.valid, dut.o.ready,
+                dut.o.payload.count):
             if i_valid and i_ready:
                 trace["taken"].append(cycle)
+            if o_valid and o_ready and o_count:
+                trace["beats"].append(cycle)
             if s_valid and not was_valid:
                 trace["status"].append(cycle)
             was_valid = s_valid
@@ -294,6 +300,18 @@ def test_crafted_errors_flag_bound_and_recover():
         assert got_kind == kind, f"{block!r}: {got_kind} != {kind}"
         assert len(packet) <= 256
         assert results[2 * index + 1] == (None, good_raw)
+
+
+def test_literal_latency():
+    """With no stalls a literal byte leaves on ``o`` exactly LITERAL_LATENCY cycles after it
+    is taken (a literal-only block: one input byte per output beat)."""
+    cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=4)
+    raw = b"fourteen bytes"
+    block = bytes([len(raw) << 4]) + raw
+    results, trace = run(cfg, [block])
+    assert results == [(None, raw)]
+    assert [o - i for i, o in zip(trace["taken"][1:], trace["beats"], strict=True)] \
+        == [LITERAL_LATENCY] * len(raw)
 
 
 def test_status_bound_on_good_blocks():

@@ -9,6 +9,8 @@ rejects, with ``max_output = max_block_bytes``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -18,16 +20,22 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..common.queue import Queue, QueueConfig
+from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_power_of_two, packet_layout
 
 __all__ = ["LZ4Error", "LZ4DecompressorConfig", "LZ4Decompressor", "PRESETS",
-           "ERROR_NAMES", "measure_throughput"]
+           "ERROR_NAMES", "LITERAL_LATENCY", "STATUS_LATENCY", "measure_throughput"]
 
 MINMATCH = 4
 # Literal and match lengths saturate at 2**LENGTH_BITS - 1 bytes; only a literal run that long
 # (which always overflows the output) can tell `literal_past_input` from `output_overflow`, so
 # the verdict is exact for compressed blocks shorter than 16 MiB.
 LENGTH_BITS = 24
+
+#: Cycles from the transfer of a literal byte on ``i`` to its beat on ``o`` (no stalls).
+LITERAL_LATENCY = 4
+#: Cycles from the transfer of the byte that decides a block's verdict to ``o_status.valid``.
+STATUS_LATENCY = 1
 
 
 class LZ4Error(enum.Enum, shape=3):
@@ -114,10 +122,20 @@ class LZ4Decompressor(wiring.Component):
     every produced byte into a history buffer of ``max_block_bytes`` bytes held in
     ``output_bytes_per_cycle`` byte-wide banks (``lib.memory.Memory``; byte address ``a`` in
     bank ``a mod N``) and sends it on ``o``. A match beat reads ``N`` consecutive bytes at
-    ``position - offset`` from all banks at once; the bytes of the beat before are forwarded
-    by the read ports' transparency, and for an offset below ``N`` output lane ``k`` takes
-    source lane ``k mod offset`` (the repeating pattern), so overlapping copies run at full
-    rate.
+    ``position - offset`` from all banks at once; for an offset below ``N`` output lane ``k``
+    takes source lane ``k mod offset`` (the repeating pattern). Bytes of the two beats before
+    are not read from the buffer but forwarded (the read ports' transparency, and the
+    registers of the beat just built), so overlapping copies run at full rate.
+
+    For timing (>= 100 MHz on ECP5 speed 6 at ``N = 4``) no cycle adds a byte to a long
+    length: the parser keeps ``room = max_block_bytes - produced`` and, during a length
+    extension, ``room - length`` and a sticky "past room" flag, so the output bound is an 8-bit
+    compare against the final extension byte, while ``length`` itself (which the
+    ``literal_past_input`` check needs in full) only feeds registers. The parser also works
+    out what the copier needs of a match offset (source address, lane pattern, forwarding
+    distances). The copier is three stages: A picks the beat and the bank addresses, B reads
+    the banks, C registers the output lanes (then written back to the history buffer); the
+    block RAM's slow read data passes only an AND-OR with one-hot selects before C.
 
     After an error the parser reports it on ``o_status``, ends the output packet with an
     empty ``last`` beat and drops the rest of the block's input up to its ``last``; the next
@@ -143,11 +161,13 @@ class LZ4Decompressor(wiring.Component):
 
     Latency
     -------
-    A literal byte leaves on ``o`` 2 cycles after it is taken on ``i``. ``o_status`` is
-    valid 1 cycle after the transfer of the byte that decides the verdict: the field found
-    bad, the final byte of a good block, or, for ``output_overflow`` on a literal run, the
-    run's final byte (the golden decoder reports ``literal_past_input`` first, so the run
-    must be seen to end in the input).
+    A literal byte leaves on ``o`` :data:`LITERAL_LATENCY` (4) cycles after it is taken on
+    ``i``: parser, copier stages A to C, skid buffer on ``o``. ``o_status`` is valid
+    :data:`STATUS_LATENCY` (1) cycle after the transfer of the byte that decides the verdict
+    (the parser's checks stay within that cycle): the field found bad, the final byte of a
+    good block, or, for ``output_overflow`` on a literal run, the run's final byte (the
+    golden decoder reports ``literal_past_input`` first, so the run must be seen to end in
+    the input).
 
     Throughput
     ----------
@@ -163,9 +183,23 @@ class LZ4Decompressor(wiring.Component):
             "o_status": Out(stream.Signature(cfg.status_layout)),
         })
 
+    def _reach_layout(self):
+        # what the copier needs of a match offset, worked out by the parser: `source[k]`, the
+        # source byte of output lane k (k, or k mod offset for an offset below N);
+        # `distance[k] = offset - source[k]`, valid when `near` (offset < 2N), the only case
+        # where the source byte may still be in the copier's pipeline
+        n = self.cfg.output_bytes_per_cycle
+        lane_bits = max(1, exact_log2(n))
+        return data.StructLayout({"near": 1, "source": data.ArrayLayout(lane_bits, n),
+                                  "distance": data.ArrayLayout(lane_bits + 1, n)})
+
     def _command_layout(self):
         pos = range(self.cfg.max_block_bytes + 1)
-        return data.StructLayout({"kind": _Command, "byte": 8, "offset": pos, "length": pos,
+        # `src`: the match's first source byte, `position - offset` modulo the buffer size
+        # `long`: a match longer than one beat (`length > N`)
+        return data.StructLayout({"kind": _Command, "byte": 8, "reach": self._reach_layout(),
+                                  "length": pos, "long": 1,
+                                  "src": exact_log2(self.cfg.max_block_bytes),
                                   "first": 1, "last": 1})
 
     def elaborate(self, platform):
@@ -173,6 +207,12 @@ class LZ4Decompressor(wiring.Component):
         cfg = self.cfg
         m.submodules.commands = commands = Queue(QueueConfig(
             depth=cfg.command_depth, buffered=False, payload=self._command_layout()))
+        # `o` leaves through a skid buffer, so `o.ready` does not fan out into the copier
+        self._out = stream.Signature(cfg.output_layout).create()
+        m.submodules.out_buffer = out_buffer = SkidBuffer(
+            SkidBufferConfig(payload=cfg.output_layout))
+        wiring.connect(m, out_buffer.i, self._out)
+        wiring.connect(m, out_buffer.o, wiring.flipped(self.o))
         self._elaborate_parser(m, commands.i)
         self._elaborate_copier(m, commands.o)
         return m
@@ -182,24 +222,45 @@ class LZ4Decompressor(wiring.Component):
     def _elaborate_parser(self, m, cmd):
         cfg = self.cfg
         max_out = cfg.max_block_bytes
+        n = cfg.output_bytes_per_cycle
+        lane_bits = max(1, exact_log2(n))
         byte = self.i.payload.data
         last = self.i.payload.last
         take = self.i.valid & self.i.ready
 
         pos = Signal(range(max_out + 1))          # bytes this block has produced so far
-        room = Signal(range(max_out + 1))
-        m.d.comb += room.eq(max_out - pos)
+        room = Signal(range(max_out + 1), init=max_out)   # max_out - pos, kept as a register
         first_pending = Signal(init=1)
         ended = Signal()                           # the block's `last` byte has been taken
         token = Signal(8)
         length = Signal(LENGTH_BITS)               # length being accumulated / literals left
+        # While a length extension is read: `slack = room - length` and `over` (sticky) says
+        # `length > room`, so the final extension byte is checked against the output bound
+        # with an 8-bit compare (`byte > slack`) instead of an add followed by a compare.
+        slack = Signal(range(max_out + 1))
+        over = Signal()
+        end_pos = Signal(range(max_out + 1 + 15 + MINMATCH))   # pos + length so far
         overflow = Signal()                        # literal run too long for the output
+        final = Signal()                           # `length == 1` in LITERAL
         offset_lo = Signal(8)
         offset = Signal(16)
         saved_offset = Signal(16)                  # kept from OFFSET_HI for MATCH_LENGTH
 
         def saturating(total):
             return Mux(total[LENGTH_BITS:].any(), (1 << LENGTH_BITS) - 1, total[:LENGTH_BITS])
+
+        def exceeds(value):
+            # `length + value > room` for an extension byte `value`, given `slack` and `over`
+            return over | (~slack[8:].any() & (value > slack[:8]))
+
+        def start_extension(base):
+            m.d.sync += [length.eq(base), slack.eq(room - base), over.eq(room < base),
+                         end_pos.eq(pos + base)]
+
+        def extend():
+            # one more 255 byte of a length extension
+            m.d.sync += [slack.eq(slack - 255), over.eq(over | (slack < 255)),
+                         end_pos.eq(end_pos + 255)]
 
         status = self.o_status
 
@@ -216,7 +277,7 @@ class LZ4Decompressor(wiring.Component):
             m.next = "CLOSE"
 
         def new_block():
-            m.d.sync += [pos.eq(0), first_pending.eq(1), ended.eq(0)]
+            m.d.sync += [pos.eq(0), room.eq(max_out), first_pending.eq(1), ended.eq(0)]
 
         with m.If(status.ready):
             m.d.sync += status.valid.eq(0)
@@ -224,14 +285,14 @@ class LZ4Decompressor(wiring.Component):
         with m.If(take):
             m.d.sync += ended.eq(last)
 
-        def start_literals(lit_len):
+        def start_literals(lit_len, too_long, one):
             # `lit_len > 0`, more input follows the length fields
-            m.d.sync += [length.eq(lit_len), overflow.eq(lit_len > room)]
+            m.d.sync += [length.eq(lit_len), overflow.eq(too_long), final.eq(one)]
             m.next = "LITERAL"
 
-        def push_match(match_len):
-            # `match_len` is the full length (including MINMATCH), checked against `room`
-            with m.If(match_len > room):
+        def push_match(match_len, long, too_long, new_pos, new_room):
+            # `match_len` is the full length (including MINMATCH); `too_long`: it exceeds `room`
+            with m.If(too_long):
                 fail(LZ4Error.OUTPUT_OVERFLOW)
             with m.Elif(last):
                 fail(LZ4Error.TRUNCATED)       # a token is due after the match
@@ -239,11 +300,20 @@ class LZ4Decompressor(wiring.Component):
                 m.d.comb += [
                     cmd.valid.eq(1),
                     cmd.payload.kind.eq(_Command.MATCH),
-                    cmd.payload.offset.eq(offset),
+                    cmd.payload.src.eq(pos - offset),
+                    cmd.payload.reach.near.eq(offset < 2 * n),
                     cmd.payload.length.eq(match_len),
+                    cmd.payload.long.eq(long),
                     cmd.payload.first.eq(first_pending),
                 ]
-                m.d.sync += [pos.eq(pos + match_len), first_pending.eq(0)]
+                for k in range(n):
+                    source = Const(k, lane_bits)
+                    for v in range(1, n):
+                        source = Mux(offset == v, k % v, source)
+                    m.d.comb += [cmd.payload.reach.source[k].eq(source),
+                                 cmd.payload.reach.distance[k].eq(
+                                     offset[:lane_bits + 1] - source)]
+                m.d.sync += [pos.eq(new_pos), room.eq(new_room), first_pending.eq(0)]
                 m.next = "TOKEN"
 
         with m.FSM():
@@ -261,12 +331,12 @@ class LZ4Decompressor(wiring.Component):
                         with m.Else():
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                     with m.Elif(lit_nib == 15):
-                        m.d.sync += length.eq(15)
+                        start_extension(15)
                         m.next = "LITERAL_LENGTH"
                     with m.Elif(lit_nib == 0):
                         m.next = "OFFSET_LO"
                     with m.Else():
-                        start_literals(lit_nib)
+                        start_literals(lit_nib, lit_nib > room, lit_nib == 1)
 
             with m.State("LITERAL_LENGTH"):
                 m.d.comb += self.i.ready.eq(1)
@@ -274,20 +344,20 @@ class LZ4Decompressor(wiring.Component):
                 with m.If(take):
                     with m.If(byte == 255):
                         m.d.sync += length.eq(total)
+                        extend()
                         with m.If(last):
                             fail(LZ4Error.TRUNCATED)
                     with m.Elif(last):
                         fail(LZ4Error.LITERAL_PAST_INPUT)
                     with m.Else():
-                        start_literals(total)
+                        start_literals(total, exceeds(byte), 0)   # >= 15
 
             with m.State("LITERAL"):
-                final = length == 1
                 with m.If(overflow):
                     # Consume the run without producing it: its end decides the error kind.
                     m.d.comb += self.i.ready.eq(1)
                     with m.If(take):
-                        m.d.sync += length.eq(length - 1)
+                        m.d.sync += [length.eq(length - 1), final.eq(length == 2)]
                         with m.If(final):
                             fail(LZ4Error.OUTPUT_OVERFLOW)
                         with m.Elif(last):
@@ -305,8 +375,9 @@ class LZ4Decompressor(wiring.Component):
                                 cmd.payload.first.eq(first_pending),
                                 cmd.payload.last.eq(last),
                             ]
-                            m.d.sync += [pos.eq(pos + 1), first_pending.eq(0),
-                                         length.eq(length - 1)]
+                            m.d.sync += [pos.eq(pos + 1), room.eq(room - 1),
+                                         first_pending.eq(0), length.eq(length - 1),
+                                         final.eq(length == 2)]
                             with m.If(last):
                                 m.d.sync += [
                                     status.valid.eq(1),
@@ -332,6 +403,7 @@ class LZ4Decompressor(wiring.Component):
                 m.d.comb += self.i.ready.eq(cmd.ready)
                 value = Cat(offset_lo, byte)
                 m.d.comb += offset.eq(value)
+                short_len = token[:4] + MINMATCH
                 with m.If(take):
                     m.d.sync += saved_offset.eq(value)
                     with m.If(value == 0):
@@ -339,24 +411,28 @@ class LZ4Decompressor(wiring.Component):
                     with m.Elif(value > pos):
                         fail(LZ4Error.OFFSET_BEFORE_START)
                     with m.Elif(token[:4] == 15):
-                        m.d.sync += length.eq(15)
+                        start_extension(15 + MINMATCH)
                         with m.If(last):
                             fail(LZ4Error.TRUNCATED)
                         with m.Else():
                             m.next = "MATCH_LENGTH"
                     with m.Else():
-                        push_match(token[:4] + MINMATCH)
+                        push_match(short_len, short_len > n, short_len > room, pos + short_len,
+                                   room - short_len)
 
             with m.State("MATCH_LENGTH"):
+                # `length` already counts MINMATCH; past `room` its value no longer matters
                 m.d.comb += [self.i.ready.eq(cmd.ready), offset.eq(saved_offset)]
-                total = saturating(length + byte)
                 with m.If(take):
                     with m.If(byte == 255):
-                        m.d.sync += length.eq(total)
+                        m.d.sync += length.eq(length + 255)
+                        extend()
                         with m.If(last):
                             fail(LZ4Error.TRUNCATED)
                     with m.Else():
-                        push_match(saturating(total + MINMATCH))
+                        # at least 15 + MINMATCH bytes, longer than a beat
+                        push_match(length + byte, 1, exceeds(byte), end_pos + byte,
+                                   slack - byte)
 
             with m.State("CLOSE"):
                 # end the output packet; then drop the rest of the block's input
@@ -401,29 +477,33 @@ class LZ4Decompressor(wiring.Component):
         pos = Signal(addr_bits)                     # write address of the next beat
         src = Signal(addr_bits)                     # read address of the next match beat
         remaining = Signal(range(cfg.max_block_bytes + 1))
-        match_offset = Signal(range(cfg.max_block_bytes + 1))
+        remaining_long = Signal()                   # remaining > n
+        match_reach = Signal(self._reach_layout())
 
-        o = self.o
+        out = self._out
         advance = Signal()
-        m.d.comb += advance.eq(~o.valid | o.ready)
+        m.d.comb += advance.eq(~out.valid | out.ready)
 
         head = cmd.payload
         kind = Signal(_Command)
         beat_src = Signal(addr_bits)
         beat_len = Signal(range(cfg.max_block_bytes + 1))
-        beat_offset = Signal(range(cfg.max_block_bytes + 1))
+        beat_long = Signal()
+        beat_reach = Signal(self._reach_layout())
         beat_first = Signal()
         beat_last = Signal()
         issue = Signal()
         with m.If(busy):
             m.d.comb += [
                 kind.eq(_Command.MATCH), beat_src.eq(src), beat_len.eq(remaining),
-                beat_offset.eq(match_offset), issue.eq(advance),
+                beat_long.eq(remaining_long),
+                beat_reach.eq(match_reach), issue.eq(advance),
             ]
         with m.Else():
             m.d.comb += [
-                kind.eq(head.kind), beat_src.eq(pos - head.offset), beat_len.eq(head.length),
-                beat_offset.eq(head.offset), beat_first.eq(head.first),
+                kind.eq(head.kind), beat_src.eq(head.src), beat_len.eq(head.length),
+                beat_long.eq(head.long),
+                beat_reach.eq(head.reach), beat_first.eq(head.first),
                 beat_last.eq(head.last), issue.eq(advance & cmd.valid),
                 cmd.ready.eq(advance),
             ]
@@ -433,51 +513,75 @@ class LZ4Decompressor(wiring.Component):
             with m.Case(_Command.LITERAL):
                 m.d.comb += count.eq(1)
             with m.Case(_Command.MATCH):
-                m.d.comb += count.eq(Mux(beat_len > n, n, beat_len))
+                m.d.comb += count.eq(Mux(beat_long, n, beat_len))
             with m.Default():
                 m.d.comb += count.eq(0)
 
         with m.If(issue):
-            with m.If((kind == _Command.MATCH) & (beat_len > n)):
+            with m.If((kind == _Command.MATCH) & beat_long):
                 m.d.sync += [
-                    busy.eq(1), remaining.eq(beat_len - n), src.eq(beat_src + n),
-                    match_offset.eq(beat_offset),
+                    busy.eq(1), remaining.eq(beat_len - n), remaining_long.eq(beat_len > 2 * n),
+                    src.eq(beat_src + n),
+                    match_reach.eq(beat_reach),
                 ]
             with m.Else():
                 m.d.sync += busy.eq(0)
             m.d.sync += pos.eq(Mux(beat_last, 0, pos + count))
 
-        # per-lane source bank: lane k reads source byte k (k mod offset when offset < n)
-        source_lane = []
-        for k in range(n):
-            expr = Const(k, lane_bits)
-            for v in range(1, n):
-                expr = Mux(beat_offset == v, k % v, expr)
-            source_lane.append(expr)
+        source_lane = beat_reach.source
 
-        # stage B: the beat on `o`, built from the banks' read data
-        b_literal = Signal()
+        # Stage B holds the beat whose bank reads are under way, stage C the finished beat
+        # (`out`'s registers), which is written to the history buffer when `out` takes it.
+        # The block RAM's output is slow, so it only passes an AND-OR before stage C's
+        # registers; every select is decided in stage A. A beat in A sees the beat in C through
+        # the read ports' transparency (C is written in that very cycle); the beat in B is not
+        # in the buffer yet: its bytes are forwarded from C's registers once it is in C.
+        b_valid = Signal()
         b_first = Signal()
         b_last = Signal()
-        b_byte = Signal(8)
         b_count = Signal(range(n + 1))
-        b_read_bank = [Signal(lane_bits, name=f"b_read_bank{k}") for k in range(n)]
+        b_byte = Signal(8)
+        b_literal = Signal()
+        # b_read_from[k][b]: lane k is read from bank b (one-hot or zero: an AND-OR after the
+        # block RAM is two LUT levels, a binary-select mux plus the other sources are more)
+        b_read_from = [[Signal(name=f"b_read_from{k}_{b}") for b in range(n)] for k in range(n)]
+        b_forward = [Signal(name=f"b_forward{k}") for k in range(n)]
+        b_forward_lane = [Signal(lane_bits, name=f"b_forward_lane{k}") for k in range(n)]
+        row_bits = max(1, addr_bits - exact_log2(n))
         b_write_lane = [Signal(lane_bits, name=f"b_write_lane{b}") for b in range(n)]
-        b_write_row = [Signal(max(1, addr_bits - exact_log2(n)), name=f"b_write_row{b}")
-                       for b in range(n)]
+        b_write_row = [Signal(row_bits, name=f"b_write_row{b}") for b in range(n)]
         b_write_en = [Signal(name=f"b_write_en{b}") for b in range(n)]
 
+        c_lanes = [Signal(8, name=f"c_lane{k}") for k in range(n)]
+        c_write_lane = [Signal(lane_bits, name=f"c_write_lane{b}") for b in range(n)]
+        c_write_row = [Signal(row_bits, name=f"c_write_row{b}") for b in range(n)]
+        c_write_en = [Signal(name=f"c_write_en{b}") for b in range(n)]
+
+        # A source byte `distance` bytes before this beat is in the beat in B (lane
+        # `in_b - distance`) when `distance <= in_b`. A beat of an earlier block is never
+        # chosen: a match reaches back at most to its block's first byte.
+        in_b = Mux(b_valid, b_count, 0)
         with m.If(advance):
             m.d.sync += [
-                o.valid.eq(issue),
+                b_valid.eq(issue),
                 b_first.eq(beat_first),
                 b_last.eq(beat_last),
                 b_literal.eq(kind == _Command.LITERAL),
                 b_byte.eq(head.byte),
+                b_count.eq(count),
             ]
-            m.d.sync += b_count.eq(count)
             for k in range(n):
-                m.d.sync += b_read_bank[k].eq((beat_src + source_lane[k]) & lane_mask)
+                on = (k < count) & (kind == _Command.MATCH)
+                near = on & beat_reach.near
+                distance = beat_reach.distance[k]
+                forward = near & (distance <= in_b)
+                read_bank = (beat_src + source_lane[k]) & lane_mask
+                m.d.sync += [b_read_from[k][b].eq(on & ~forward & (read_bank == b))
+                             for b in range(n)]
+                m.d.sync += [
+                    b_forward[k].eq(forward),
+                    b_forward_lane[k].eq((in_b - distance) & lane_mask),
+                ]
         for b, (_, rp) in enumerate(banks):
             # bank b holds output lane (b - pos) mod n and source lane (b - src) mod n
             write_lane = Signal(lane_bits, name=f"write_lane{b}")
@@ -494,31 +598,44 @@ class LZ4Decompressor(wiring.Component):
         for _, rp in banks:
             m.d.comb += rp.en.eq(advance)
 
-        read_data = Array(rp.data for _, rp in banks)
-        lanes = []
-        for k in range(n):
-            lane = Signal(8, name=f"lane{k}")
-            with m.If(k >= b_count):
-                m.d.comb += lane.eq(0)
-            with m.Elif(b_literal):
-                m.d.comb += lane.eq(b_byte if k == 0 else 0)
-            with m.Else():
-                m.d.comb += lane.eq(read_data[b_read_bank[k]])
-            lanes.append(lane)
-        m.d.comb += [
-            o.payload.data.eq(Cat(*lanes)),
-            o.payload.count.eq(b_count),
-            o.payload.first.eq(b_first),
-            o.payload.last.eq(b_last),
-        ]
+        c_lane_array = Array(c_lanes)
+        out = self._out
+        with m.If(advance):
+            m.d.sync += [
+                out.valid.eq(b_valid),
+                out.payload.count.eq(b_count),
+                out.payload.first.eq(b_first),
+                out.payload.last.eq(b_last),
+            ]
+            for k in range(n):
+                # `keep` stops synthesis from merging these terms into deeper logic after the
+                # block RAM: each pair of banks is one LUT, and the final OR one more
+                other = Signal(8, name=f"b_other{k}", attrs={"keep": 1})
+                with m.If(b_forward[k]):
+                    m.d.comb += other.eq(c_lane_array[b_forward_lane[k]])
+                if k == 0:
+                    with m.Elif(b_literal):
+                        m.d.comb += other.eq(b_byte)
+                terms = [other]
+                for pair in range(0, n, 2):
+                    term = Signal(8, name=f"b_read{k}_{pair}", attrs={"keep": 1})
+                    m.d.comb += term.eq(functools.reduce(operator.or_, [
+                        banks[b][1].data & b_read_from[k][b].replicate(8)
+                        for b in range(pair, min(pair + 2, n))]))
+                    terms.append(term)
+                m.d.sync += c_lanes[k].eq(functools.reduce(operator.or_, terms))
+            for b in range(n):
+                m.d.sync += [c_write_lane[b].eq(b_write_lane[b]),
+                             c_write_row[b].eq(b_write_row[b]),
+                             c_write_en[b].eq(b_write_en[b])]
+        m.d.comb += out.payload.data.eq(Cat(*c_lanes))
 
-        lane_array = Array(lanes)
-        transfer = o.valid & o.ready
+        transfer = out.valid & out.ready
         for b, (wp, _) in enumerate(banks):
             m.d.comb += [
-                wp.addr.eq(b_write_row[b]),
-                wp.data.eq(lane_array[b_write_lane[b]]),
-                wp.en.eq(transfer & b_write_en[b]),
+                wp.addr.eq(c_write_row[b]),
+                wp.data.eq(c_lane_array[c_write_lane[b]]),
+                wp.en.eq(transfer & c_write_en[b]),
             ]
 
 
