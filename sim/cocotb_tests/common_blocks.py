@@ -35,7 +35,7 @@ DEFAULT_STALLS = ("none:none,random:random,none:heavy,heavy:none,bursty:alternat
                   "alternate:every_fourth,every_fourth:bursty,heavy:heavy")
 
 
-def _parse_stalls(text: str) -> list[tuple[str, str]]:
+def parse_stalls(text: str) -> list[tuple[str, str]]:
     pairs = []
     for item in text.split(","):
         source, _, sink = item.strip().partition(":")
@@ -44,7 +44,7 @@ def _parse_stalls(text: str) -> list[tuple[str, str]]:
 
 
 SEEDS = [int(s) for s in os.environ.get("LLMHW_SEEDS", "0,1").split(",")]
-STALLS = _parse_stalls(os.environ.get("LLMHW_STALLS", DEFAULT_STALLS))
+STALLS = parse_stalls(os.environ.get("LLMHW_STALLS", DEFAULT_STALLS))
 # Cycles a test lets pass after the last expected beat, with every sink ready, so a beat the
 # DUT should not have sent (a duplicate, or one made up) still shows up.
 DRAIN_CYCLES = 16
@@ -72,12 +72,14 @@ def patterns(source: str, sink: str, seed: int, index: int = 0):
             stall_pattern(sink, seed * 64 + 32 + index))
 
 
-async def drain_and_check(clock, drivers, monitors, expected, received_of, what: str):
+async def drain_and_check(clock, drivers, monitors, expected, received_of, what: str, *,
+                          quiet_cycles: int = DRAIN_CYCLES):
     """Wait for every expected beat, let the DUT run on with all sinks ready, compare.
 
     ``received_of()`` gives what the monitors hold, in the same form as ``expected``. Beats
     are compared as they arrive, so a wrong one fails the test at once rather than at the
-    timeout.
+    timeout. Then, with every sink ready, the DUT runs ``quiet_cycles`` more cycles (make it
+    longer than the block's latency) and nothing more may come out.
     """
     checked = [0] * len(expected)
 
@@ -106,7 +108,7 @@ async def drain_and_check(clock, drivers, monitors, expected, received_of, what:
     await wait_until(clock, complete, budget, progress)
     for monitor in monitors:
         monitor.backpressure = itertools.repeat(False)
-    await run_cycles(clock, DRAIN_CYCLES)
+    await run_cycles(clock, quiet_cycles)
     check_new()
     assert [list(got) for got in received_of()] == expected
 
