@@ -14,8 +14,8 @@ from hw.camc.lz4_compressor import (
     PRESETS,
     LZ4Compressor,
     LZ4CompressorConfig,
-    measure_throughput,
 )
+from sim.bench.camc_rtl import compressor_throughput
 
 CONFIGS = {
     # small table: many hash collisions; a 2-entry sequence queue: the match finder often
@@ -85,7 +85,7 @@ def mixed_blocks(seed):
 
 def check(cfg, blocks, stalls=("none", "none"), seed=0, status_stalls=None):
     """Run ``blocks`` through the RTL and compare every output with the golden model."""
-    result = measure_throughput(cfg, blocks, stalls=stalls, seed=seed,
+    result = compressor_throughput(cfg, blocks, stalls=stalls, seed=seed,
                                 status_stalls=status_stalls)
     size = cfg.max_block_bytes
     chunks, splits = [], []

@@ -22,8 +22,8 @@ from hw.camc.lz4_decompressor import (
     STATUS_LATENCY,
     LZ4Decompressor,
     LZ4DecompressorConfig,
-    measure_throughput,
 )
+from sim.bench.camc_rtl import decompressor_throughput
 from sim.stalls import stall_pattern
 from sim.stream import simulate, stream_get, stream_put
 
@@ -361,7 +361,7 @@ def throughput_figures(n=4, seed=0):
         "bitplanes": bitplane_split(gaussian_bf16(512, rng), "bf16"),
     }
     cfg = LZ4DecompressorConfig(max_block_bytes=1024, output_bytes_per_cycle=n)
-    return {name: measure_throughput(cfg, [lz4.block.compress(raw, store_size=False)])
+    return {name: decompressor_throughput(cfg, [lz4.block.compress(raw, store_size=False)])
             for name, raw in kinds.items()}
 
 

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_int, check_power_of_two, packet_layout
 
-__all__ = ["LZ4CompressorConfig", "LZ4Compressor", "PRESETS", "measure_throughput"]
+__all__ = ["LZ4CompressorConfig", "LZ4Compressor", "PRESETS"]
 
 # the constants of golden.camc.lz4 (kept here so the gateware does not import the golden model)
 MINMATCH = 4
@@ -181,8 +181,8 @@ class LZ4Compressor(wiring.Component):
     before); a match adds about one cycle (the extension's read-ahead), a block about 15
     (the candidate pipeline drains before the next block starts). Measured without stalls on
     back-to-back 1 KiB blocks (``hash_bits=10``), in steady state: random 1.015, all-zero
-    1.021, Gaussian bf16 bit planes 1.038 cycles per input byte. ``measure_throughput``
-    counts them.
+    1.021, Gaussian bf16 bit planes 1.038 cycles per input byte. ``sim.bench.camc_rtl.
+    compressor_throughput`` counts them.
 
     Resources
     ---------
@@ -565,69 +565,3 @@ class LZ4Compressor(wiring.Component):
                 match_end.eq(0), issued_all.eq(0),
             ]
         return m
-
-
-def measure_throughput(cfg: LZ4CompressorConfig, blocks, *, stalls=("none", "none"),
-                       status_stalls: str | None = None, seed: int = 0) -> dict:
-    """Compress ``blocks`` (a list of non-empty ``bytes``, one packet each) back to back in
-    ``amaranth.sim`` under the named ``stalls`` (input, output; see :mod:`sim.stalls`) and count
-    cycles (``status_stalls`` names the back-pressure on ``o_status``, by default the one on
-    ``o``). A packet longer than ``cfg.max_block_bytes`` comes out as several blocks.
-
-    Returns ``{"input_bytes", "output_bytes", "cycles", "cycles_per_input_byte",
-    "input_bytes_per_cycle", "outputs", "statuses", "left_over"}``: cycles run from the first
-    accepted input byte to the last status entry;
-    ``outputs`` are the compressed blocks and ``statuses`` the ``o_status`` entries, in order;
-    ``left_over`` is true if ``o`` or ``o_status`` offered anything in the 32 cycles after.
-    The stream helpers check that ``o`` and ``o_status`` keep the stream contract.
-    """
-    from sim.stalls import stall_pattern
-    from sim.stream import simulate, stream_get, stream_put
-
-    dut = LZ4Compressor(cfg)
-    sent = [{"data": b, "first": int(k == 0), "last": int(k == len(block) - 1)}
-            for block in blocks for k, b in enumerate(block)]
-    outputs, statuses, times = [], [], {}
-    counter = {"cycle": 0}
-    expected = sum(-(-len(block) // cfg.max_block_bytes) for block in blocks)
-    timeout = 50 * (cfg.max_block_bytes + (1 << cfg.hash_bits)) + 1000
-
-    async def clock(ctx):
-        while True:
-            _, _, valid, ready = await ctx.tick().sample(dut.i.valid, dut.i.ready)
-            counter["cycle"] += 1
-            if "start" not in times and valid and ready:
-                times["start"] = counter["cycle"]
-
-    async def source(ctx):
-        await stream_put(ctx, dut.i, sent, stall=stall_pattern(stalls[0], seed))
-
-    async def sink(ctx):
-        backpressure = stall_pattern(stalls[1], seed + 100)
-        for _ in range(expected):
-            payload = []
-            while not payload or not payload[-1]["last"]:
-                payload += await stream_get(ctx, dut.o, 1, backpressure=backpressure,
-                                            timeout=timeout)
-            outputs.append(bytes(p["data"] for p in payload))
-        times["o_end"] = counter["cycle"]
-
-    async def status_sink(ctx):
-        # its own back-pressure: a block's last byte must wait for the status before it
-        backpressure = stall_pattern(status_stalls or stalls[1], seed + 200)
-        statuses.extend(await stream_get(ctx, dut.o_status, expected, backpressure=backpressure,
-                                         timeout=timeout * expected))
-        while "o_end" not in times:
-            await ctx.tick()
-        times["end"] = counter["cycle"]
-        for _ in range(32):
-            _, _, valid, status_valid = await ctx.tick().sample(dut.o.valid, dut.o_status.valid)
-            times["left_over"] = times.get("left_over", False) or bool(valid or status_valid)
-
-    simulate(dut, source, sink, status_sink, background=[clock])
-    cycles = times["end"] - times["start"] + 1
-    n_in = sum(map(len, blocks))
-    return {"input_bytes": n_in, "output_bytes": sum(map(len, outputs)), "cycles": cycles,
-            "cycles_per_input_byte": cycles / max(n_in, 1),
-            "input_bytes_per_cycle": n_in / cycles, "outputs": outputs, "statuses": statuses,
-            "left_over": times["left_over"]}

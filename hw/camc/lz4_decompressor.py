@@ -24,7 +24,7 @@ from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_power_of_two, packet_layout
 
 __all__ = ["LZ4Error", "LZ4DecompressorConfig", "LZ4Decompressor", "PRESETS",
-           "ERROR_NAMES", "LITERAL_LATENCY", "STATUS_LATENCY", "measure_throughput"]
+           "ERROR_NAMES", "LITERAL_LATENCY", "STATUS_LATENCY"]
 
 MINMATCH = 4
 # Literal and match lengths saturate at 2**LENGTH_BITS - 1 bytes; only a literal run that long
@@ -637,51 +637,3 @@ class LZ4Decompressor(wiring.Component):
                 wp.data.eq(c_lane_array[c_write_lane[b]]),
                 wp.en.eq(transfer & c_write_en[b]),
             ]
-
-
-def measure_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int = 200_000) -> dict:
-    """Decompress ``blocks`` (compressed LZ4 blocks, back to back) in ``amaranth.sim`` with
-    no stalls and no back-pressure; returns ``{"cycles", "input_bytes", "output_bytes",
-    "bytes_per_cycle", "cycles_per_output_byte", "input_bytes_per_cycle"}``, counting from
-    the first input transfer to the last output beat."""
-    from sim.stream import simulate
-
-    dut = LZ4Decompressor(cfg)
-    beats = []
-    for block in blocks:
-        block = bytes(block)
-        beats += [{"data": b, "first": int(j == 0), "last": int(j == len(block) - 1)}
-                  for j, b in enumerate(block)]
-    result = {}
-
-    async def bench(ctx):
-        ctx.set(dut.o.ready, 1)
-        ctx.set(dut.o_status.ready, 1)
-        sent = cycle = start = end = produced = packets = 0
-        while packets < len(blocks):
-            if sent < len(beats):
-                ctx.set(dut.i.payload, beats[sent])
-                ctx.set(dut.i.valid, 1)
-            else:
-                ctx.set(dut.i.valid, 0)
-            _, _, i_ready, o_valid, o_payload = await ctx.tick().sample(
-                dut.i.ready, dut.o.valid, dut.o.payload)
-            cycle += 1
-            if sent < len(beats) and i_ready:
-                if sent == 0:
-                    start = cycle
-                sent += 1
-            if o_valid:
-                produced += int(o_payload.count)
-                packets += int(o_payload.last)
-                end = cycle
-            if cycle > timeout:
-                raise AssertionError(f"no end after {timeout} cycles")
-        cycles = end - start + 1
-        result.update(cycles=cycles, input_bytes=len(beats), output_bytes=produced,
-                      bytes_per_cycle=produced / cycles,
-                      cycles_per_output_byte=cycles / max(1, produced),
-                      input_bytes_per_cycle=len(beats) / cycles)
-
-    simulate(dut, bench)
-    return result

@@ -10,10 +10,8 @@ Every test compares the complete sequences received with the golden model
 made up or left inside the DUT fails it.
 """
 
-import os
 import random
 
-import cocotb
 import lz4.block
 import numpy as np
 
@@ -34,18 +32,7 @@ from sim.cocotb_stream import (
     StreamMonitor,
     start_clock_and_reset,
 )
-from sim.cocotb_tests.common_blocks import DEFAULT_STALLS, drain_and_check, parse_stalls, patterns
-
-SEEDS = [int(s) for s in os.environ.get("LLMHW_SEEDS", "0,1").split(",")]
-STALLS = parse_stalls(os.environ.get("LLMHW_STALLS", DEFAULT_STALLS))
-
-
-def parametrised(test):
-    """One cocotb test per seed and stall pair, named ``test/seed=0/source=none/sink=heavy``."""
-    pairs = [(cocotb.Param(source, source), cocotb.Param(sink, sink)) for source, sink in STALLS]
-    test = cocotb.parametrize(("seed", SEEDS), (("source", "sink"), pairs))(test)
-    return cocotb.test(timeout_time=50, timeout_unit="ms")(test)
-
+from sim.cocotb_tests.common_blocks import drain_and_check, parametrised, patterns
 
 # -- bit-plane split and merge -----------------------------------------------------------------
 
@@ -104,7 +91,7 @@ def split_bytes_of(beats: list[dict], bytes_per_beat: int) -> list[bytes]:
     return blocks
 
 
-@parametrised
+@parametrised(timeout_ms=50)
 async def test_bitplane_split(dut, seed, source, sink):
     """Values → planes, vs :func:`golden.camc.bitplane_split`, beat by beat and byte by byte."""
     cfg = load_config()
@@ -140,7 +127,7 @@ def merge_requests(cfg, rng: np.random.Generator) -> list[tuple[np.ndarray, int]
     return requests
 
 
-@parametrised
+@parametrised(timeout_ms=50)
 async def test_bitplane_merge(dut, seed, source, sink):
     """Top ``p`` golden planes → values, vs :func:`golden.camc.bitplane_merge`."""
     cfg = load_config()
@@ -239,7 +226,7 @@ def packets_of(beats: list[dict]) -> list[bytes]:
     return out
 
 
-@parametrised
+@parametrised(timeout_ms=50)
 async def test_lz4_compressor(dut, seed, source, sink):
     """Blocks back to back → ``o`` == golden ``lz4_compress_block``, ``lz4`` decodes it back;
     ``o_status`` lengths and split flag right."""
@@ -328,7 +315,7 @@ def decompressor_cases(cfg, seed: int):
     return cases
 
 
-@parametrised
+@parametrised(timeout_ms=50)
 async def test_lz4_decompressor(dut, seed, source, sink):
     """``lz4`` library blocks → the original bytes; corrupt blocks → ``o_status`` error of the
     golden kind, and the next block decodes."""

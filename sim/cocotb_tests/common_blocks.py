@@ -9,6 +9,7 @@ parametrisation; every test compares the complete sequences received with a Pyth
 model, so a beat lost, duplicated, reordered or left inside the DUT fails it.
 """
 
+import functools
 import itertools
 import os
 import random
@@ -50,13 +51,18 @@ STALLS = parse_stalls(os.environ.get("LLMHW_STALLS", DEFAULT_STALLS))
 DRAIN_CYCLES = 16
 
 
-def parametrised(test):
-    """One cocotb test per seed and stall pair, named ``test/seed=0/source=none/sink=heavy``."""
+def parametrised(test=None, *, timeout_ms: int = 20):
+    """One cocotb test per seed and stall pair, named ``test/seed=0/source=none/sink=heavy``.
+
+    Use as ``@parametrised``, or ``@parametrised(timeout_ms=...)`` for blocks with long latency.
+    """
+    if test is None:
+        return functools.partial(parametrised, timeout_ms=timeout_ms)
     # Param keeps pattern names readable in test names (cocotb shortens long strings to indices)
     pairs = [(cocotb.Param(source, source), cocotb.Param(sink, sink)) for source, sink in STALLS]
     test = cocotb.parametrize(("seed", SEEDS), (("source", "sink"), pairs))(test)
     # a deadlocked DUT ends the test here rather than hanging the run
-    return cocotb.test(timeout_time=20, timeout_unit="ms")(test)
+    return cocotb.test(timeout_time=timeout_ms, timeout_unit="ms")(test)
 
 
 def random_payload(rng: random.Random, layout):

@@ -1,0 +1,121 @@
+"""Throughput of the camc RTL units, measured in ``amaranth.sim``.
+
+Drivers the unit tests and ``llmhw bench camc`` share: each runs blocks back to back through
+one unit and counts cycles.
+"""
+
+from hw.camc.lz4_compressor import LZ4Compressor, LZ4CompressorConfig
+from hw.camc.lz4_decompressor import LZ4Decompressor, LZ4DecompressorConfig
+from sim.stalls import stall_pattern
+from sim.stream import simulate, stream_get, stream_put
+
+__all__ = ["compressor_throughput", "decompressor_throughput"]
+
+
+def compressor_throughput(cfg: LZ4CompressorConfig, blocks, *, stalls=("none", "none"),
+                       status_stalls: str | None = None, seed: int = 0) -> dict:
+    """Compress ``blocks`` (a list of non-empty ``bytes``, one packet each) back to back in
+    ``amaranth.sim`` under the named ``stalls`` (input, output; see :mod:`sim.stalls`) and count
+    cycles (``status_stalls`` names the back-pressure on ``o_status``, by default the one on
+    ``o``). A packet longer than ``cfg.max_block_bytes`` comes out as several blocks.
+
+    Returns ``{"input_bytes", "output_bytes", "cycles", "cycles_per_input_byte",
+    "input_bytes_per_cycle", "outputs", "statuses", "left_over"}``: cycles run from the first
+    accepted input byte to the last status entry;
+    ``outputs`` are the compressed blocks and ``statuses`` the ``o_status`` entries, in order;
+    ``left_over`` is true if ``o`` or ``o_status`` offered anything in the 32 cycles after.
+    The stream helpers check that ``o`` and ``o_status`` keep the stream contract.
+    """
+    dut = LZ4Compressor(cfg)
+    sent = [{"data": b, "first": int(k == 0), "last": int(k == len(block) - 1)}
+            for block in blocks for k, b in enumerate(block)]
+    outputs, statuses, times = [], [], {}
+    counter = {"cycle": 0}
+    expected = sum(-(-len(block) // cfg.max_block_bytes) for block in blocks)
+    timeout = 50 * (cfg.max_block_bytes + (1 << cfg.hash_bits)) + 1000
+
+    async def clock(ctx):
+        while True:
+            _, _, valid, ready = await ctx.tick().sample(dut.i.valid, dut.i.ready)
+            counter["cycle"] += 1
+            if "start" not in times and valid and ready:
+                times["start"] = counter["cycle"]
+
+    async def source(ctx):
+        await stream_put(ctx, dut.i, sent, stall=stall_pattern(stalls[0], seed))
+
+    async def sink(ctx):
+        backpressure = stall_pattern(stalls[1], seed + 100)
+        for _ in range(expected):
+            payload = []
+            while not payload or not payload[-1]["last"]:
+                payload += await stream_get(ctx, dut.o, 1, backpressure=backpressure,
+                                            timeout=timeout)
+            outputs.append(bytes(p["data"] for p in payload))
+        times["o_end"] = counter["cycle"]
+
+    async def status_sink(ctx):
+        # its own back-pressure: a block's last byte must wait for the status before it
+        backpressure = stall_pattern(status_stalls or stalls[1], seed + 200)
+        statuses.extend(await stream_get(ctx, dut.o_status, expected, backpressure=backpressure,
+                                         timeout=timeout * expected))
+        while "o_end" not in times:
+            await ctx.tick()
+        times["end"] = counter["cycle"]
+        for _ in range(32):
+            _, _, valid, status_valid = await ctx.tick().sample(dut.o.valid, dut.o_status.valid)
+            times["left_over"] = times.get("left_over", False) or bool(valid or status_valid)
+
+    simulate(dut, source, sink, status_sink, background=[clock])
+    cycles = times["end"] - times["start"] + 1
+    n_in = sum(map(len, blocks))
+    return {"input_bytes": n_in, "output_bytes": sum(map(len, outputs)), "cycles": cycles,
+            "cycles_per_input_byte": cycles / max(n_in, 1),
+            "input_bytes_per_cycle": n_in / cycles, "outputs": outputs, "statuses": statuses,
+            "left_over": times["left_over"]}
+
+
+def decompressor_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int = 200_000) -> dict:
+    """Decompress ``blocks`` (compressed LZ4 blocks, back to back) in ``amaranth.sim`` with
+    no stalls and no back-pressure; returns ``{"cycles", "input_bytes", "output_bytes",
+    "bytes_per_cycle", "cycles_per_output_byte", "input_bytes_per_cycle"}``, counting from
+    the first input transfer to the last output beat."""
+    dut = LZ4Decompressor(cfg)
+    beats = []
+    for block in blocks:
+        block = bytes(block)
+        beats += [{"data": b, "first": int(j == 0), "last": int(j == len(block) - 1)}
+                  for j, b in enumerate(block)]
+    result = {}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.o_status.ready, 1)
+        sent = cycle = start = end = produced = packets = 0
+        while packets < len(blocks):
+            if sent < len(beats):
+                ctx.set(dut.i.payload, beats[sent])
+                ctx.set(dut.i.valid, 1)
+            else:
+                ctx.set(dut.i.valid, 0)
+            _, _, i_ready, o_valid, o_payload = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.payload)
+            cycle += 1
+            if sent < len(beats) and i_ready:
+                if sent == 0:
+                    start = cycle
+                sent += 1
+            if o_valid:
+                produced += int(o_payload.count)
+                packets += int(o_payload.last)
+                end = cycle
+            if cycle > timeout:
+                raise AssertionError(f"no end after {timeout} cycles")
+        cycles = end - start + 1
+        result.update(cycles=cycles, input_bytes=len(beats), output_bytes=produced,
+                      bytes_per_cycle=produced / cycles,
+                      cycles_per_output_byte=cycles / max(1, produced),
+                      input_bytes_per_cycle=len(beats) / cycles)
+
+    simulate(dut, bench)
+    return result
