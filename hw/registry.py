@@ -6,6 +6,7 @@ A family module (``hw.common``, later ``hw.camc``...) exposes ``BLOCKS``, a list
 
 import dataclasses
 import importlib
+import importlib.util
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -15,8 +16,9 @@ from amaranth.lib import wiring
 
 __all__ = ["BlockInfo", "FAMILIES", "all_blocks", "get_block", "make_config", "build"]
 
-# Family packages, in the order `llmhw list` shows them.
-FAMILIES = ["hw.common", "hw.camc"]
+# Family packages, in the order `llmhw list` shows them. A family whose package does not
+# exist yet is skipped, so a new family only has to add its package.
+FAMILIES = ["hw.common", "hw.camc", "hw.meadow", "hw.flexcim", "hw.accllm"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class BlockInfo:
 def all_blocks() -> dict[str, BlockInfo]:
     blocks = {}
     for family in FAMILIES:
+        if importlib.util.find_spec(family) is None:
+            continue
         for info in importlib.import_module(family).BLOCKS:
             if info.name in blocks:
                 raise ValueError(f"block name {info.name!r} is registered twice")
