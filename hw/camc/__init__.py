@@ -1,16 +1,19 @@
 """``camc``: the compression-aware memory controller family (arXiv 2503.18869).
 
 Golden model: :mod:`golden.camc`. Blocks: bit-plane split and merge units, the LZ4 block
-compressor and decompressor; the controller follows.
+compressor and decompressor, and the controller that combines them (``camc_controller``,
+with a memory port; ``camc``, the controller with block RAM behind it).
 """
 
 from ..registry import BlockInfo
-from . import bitplane, lz4_compressor, lz4_decompressor
+from . import bitplane, controller, lz4_compressor, lz4_decompressor
 from .bitplane import BitplaneConfig, BitplaneMerge, BitplaneSplit
+from .controller import CAMCConfig, CAMCController, CAMCError, CAMCSystem
 from .lz4_compressor import LZ4Compressor, LZ4CompressorConfig
 from .lz4_decompressor import LZ4Decompressor, LZ4DecompressorConfig
 
-__all__ = ["BitplaneConfig", "BitplaneMerge", "BitplaneSplit",
+__all__ = ["CAMCConfig", "CAMCController", "CAMCError", "CAMCSystem",
+           "BitplaneConfig", "BitplaneMerge", "BitplaneSplit",
            "LZ4Compressor", "LZ4CompressorConfig", "LZ4Decompressor", "LZ4DecompressorConfig"]
 
 BLOCKS = [
@@ -24,4 +27,8 @@ BLOCKS = [
     BlockInfo("lz4_decompressor", "camc", LZ4Decompressor, LZ4DecompressorConfig,
               lz4_decompressor.PRESETS,
               "LZ4 block decompressor, N-byte match copy, error flag per block"),
+    BlockInfo("camc_controller", "camc", CAMCController, CAMCConfig, controller.PRESETS,
+              "compression-aware memory controller: lanes, block map, memory port"),
+    BlockInfo("camc", "camc", CAMCSystem, CAMCConfig, controller.PRESETS,
+              "camc_controller with block RAM behind its memory port (the bitstream design)"),
 ]

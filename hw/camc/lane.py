@@ -1,0 +1,512 @@
+"""One lane of the ``camc`` controller: a write path and a read path that run independently.
+
+Write path: values -> framer (exactly ``block_values`` per block) -> :class:`BitplaneSplit`
+-> bytes -> :class:`LZ4Compressor` (one LZ4 block per plane group) and, beside it, the raw
+group bytes; a group that does not shrink is stored raw. A writer then reads each group's
+stored bytes from the raw or the compressed buffer into whole memory words, queued until the
+controller grants the memory port.
+
+Read path: memory words of a fetched prefix of groups -> bytes -> per group either the
+:class:`LZ4Decompressor` or straight through -> :class:`PlaneAssembler` (exactly the group's
+raw size, zero-padded after a bad group) -> :class:`BitplaneMerge` -> mantissa mask -> values.
+
+The controller (:mod:`.controller`) owns the block map and the memory port; see its docstring
+for the ports, latency and throughput of the whole.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common.width_converter import (
+    WidthConverterConfig,
+    WidthDownConverter,
+    WidthUpConverter,
+)
+from .bitplane import BitplaneMerge, BitplaneSplit
+from .lz4_compressor import LZ4Compressor
+from .lz4_decompressor import LZ4Decompressor
+
+__all__ = ["PlaneAssembler", "CAMCLane"]
+
+
+class PlaneAssembler(wiring.Component):
+    """Byte chunks of a block's groups in, plane words of exactly the right length out.
+
+    For each fetched group ``g`` the assembler takes bytes from one source: ``i_raw`` (a raw
+    group: one byte per beat, exactly its raw size), ``i_lz4`` (the decompressor's output
+    packet for a compressed group) or none (an unmapped block: zero bytes). It passes exactly
+    ``raw_bytes[g]`` bytes on: a decompressed packet that ends early is padded with zero
+    bytes, bytes past the raw size are dropped up to the packet's ``last``, and either case,
+    or an error on ``i_lz4_status``, sets the block's error flag. So a corrupt group can
+    neither shift later groups nor write past the block.
+
+    Parameters
+    ----------
+    group_raw_bytes : tuple of int
+        Raw bytes of each group (multiples of ``out_bytes``).
+    in_bytes : int
+        Lanes of ``i_lz4`` beats.
+    out_bytes : int
+        Bytes per output word.
+    job_layout : data.StructLayout
+        Layout of ``i_job``; the assembler uses its ``raw``, ``fetched`` and ``unmapped``
+        fields.
+
+    Members
+    -------
+    i_job : In(stream.Signature(job_layout))
+        One per block; taken after the block's last word.
+    i_raw : In(stream.Signature({data: 8, last}))
+    i_lz4 : In(stream.Signature({data: 8*in_bytes, count, first, last}))
+    i_lz4_status : In(stream.Signature({error, ...}))
+        One entry per compressed group.
+    o : Out(stream.Signature(out_bytes * 8))
+        Plane words.
+    o_done : Out(stream.Signature({error}))
+        One per block, after its last word.
+    """
+
+    def __init__(self, group_raw_bytes, in_bytes, out_bytes, job_layout, lz4_layout,
+                 status_layout):
+        self.group_raw_bytes = tuple(group_raw_bytes)
+        self.in_bytes = in_bytes
+        self.out_bytes = out_bytes
+        super().__init__({
+            "i_job": In(stream.Signature(job_layout)),
+            "i_raw": In(stream.Signature(data.StructLayout({"data": 8, "last": 1}))),
+            "i_lz4": In(stream.Signature(lz4_layout)),
+            "i_lz4_status": In(stream.Signature(status_layout)),
+            "o": Out(stream.Signature(out_bytes * 8)),
+            "o_done": Out(stream.Signature(data.StructLayout({"error": 1}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, b = self.in_bytes, self.out_bytes
+        groups = len(self.group_raw_bytes)
+        cap = n + b
+        job = self.i_job.payload
+        raw_sizes = Array(Const(x, range(max(self.group_raw_bytes) + 1))
+                          for x in self.group_raw_bytes)
+
+        buf = Signal(8 * cap)
+        level = Signal(range(cap + 1))
+        group = Signal(range(groups + 1))
+        remaining = Signal(range(max(self.group_raw_bytes) + 1))
+        error = Signal()
+        started = Signal()          # `remaining` loaded for `group`
+        mode = Signal(2)            # 0 take from the source, 1 pad with zeros, 2 drain, 3 status
+
+        is_raw = job.raw.bit_select(group, 1)
+        all_sent = self.i_job.valid & (group == job.fetched)
+
+        # output word
+        out_fire = self.o.valid & self.o.ready
+        m.d.comb += [self.o.valid.eq(level >= b), self.o.payload.eq(buf[:8 * b])]
+
+        # input chunk of this cycle
+        chunk = Signal(8 * n)
+        chunk_count = Signal(range(n + 1))
+        chunk_last = Signal()
+        take = Signal()     # a chunk is accepted this cycle
+        room = level <= b
+        active = self.i_job.valid & started & (group < job.fetched)
+        with m.If(active & room & (remaining != 0) & (mode == 0)):
+            with m.If(is_raw):
+                m.d.comb += [self.i_raw.ready.eq(1), take.eq(self.i_raw.valid),
+                             chunk.eq(self.i_raw.payload.data), chunk_count.eq(1),
+                             chunk_last.eq(self.i_raw.payload.last)]
+            with m.Else():
+                m.d.comb += [self.i_lz4.ready.eq(1), take.eq(self.i_lz4.valid),
+                             chunk.eq(self.i_lz4.payload.data),
+                             chunk_count.eq(self.i_lz4.payload.count),
+                             chunk_last.eq(self.i_lz4.payload.last)]
+        with m.Elif(active & room & (remaining != 0) & (mode == 1)):
+            m.d.comb += [take.eq(1), chunk.eq(0), chunk_count.eq(n)]
+        with m.Elif(active & (mode == 2)):
+            # drop the rest of a decompressed packet that is longer than the group
+            m.d.comb += self.i_lz4.ready.eq(1)
+            with m.If(self.i_lz4.valid & self.i_lz4.payload.last):
+                m.d.sync += mode.eq(3)
+        with m.Elif(active & (mode == 3)):
+            m.d.comb += self.i_lz4_status.ready.eq(1)
+            with m.If(self.i_lz4_status.valid):
+                m.d.sync += [error.eq(error | self.i_lz4_status.payload.error),
+                             group.eq(group + 1), started.eq(0), mode.eq(0)]
+        # the same group may also end in mode 0/1 when `remaining` reaches zero (below)
+
+        accepted = Signal(range(n + 1))
+        m.d.comb += accepted.eq(Mux(chunk_count > remaining, remaining, chunk_count))
+        mask = Signal(8 * n)
+        m.d.comb += mask.eq(Cat(*[Mux(k < accepted, Const(0xFF, 8), Const(0, 8))
+                                  for k in range(n)]))
+        shifted = Mux(out_fire, buf >> (8 * b), buf)
+        base = Mux(out_fire, level - b, level)
+        placed = Signal(8 * cap)
+        m.d.comb += placed.eq(
+            Array((chunk & mask) << (8 * k) for k in range(b + 1))[base])
+        with m.If(take):
+            m.d.sync += [buf.eq(shifted | placed), level.eq(base + accepted),
+                         remaining.eq(remaining - accepted)]
+            left = remaining - accepted
+            with m.If(mode == 1):
+                with m.If(left == 0):
+                    with m.If(is_raw | job.unmapped):
+                        m.d.sync += [group.eq(group + 1), started.eq(0), mode.eq(0)]
+                    with m.Else():
+                        m.d.sync += mode.eq(3)
+            with m.Elif(chunk_last):
+                with m.If(left != 0):
+                    # a short packet: pad the rest (a raw group is never short)
+                    m.d.sync += [mode.eq(1), error.eq(1)]
+                with m.Elif(is_raw):
+                    m.d.sync += [group.eq(group + 1), started.eq(0)]
+                with m.Else():
+                    m.d.sync += [mode.eq(3), error.eq(error | (chunk_count > remaining))]
+            with m.Elif(left == 0):
+                # the group is complete but its packet goes on: too long
+                m.d.sync += [mode.eq(2), error.eq(1)]
+        with m.Elif(out_fire):
+            m.d.sync += [buf.eq(shifted), level.eq(level - b)]
+
+        with m.If(self.i_job.valid & ~started & (group < job.fetched)):
+            m.d.sync += [started.eq(1), remaining.eq(raw_sizes[group]),
+                         mode.eq(Mux(job.unmapped, 1, 0))]
+
+        # block end: every group sent and every word out
+        m.d.comb += [self.o_done.valid.eq(all_sent & (level == 0)),
+                     self.o_done.payload.error.eq(error)]
+        with m.If(self.o_done.valid & self.o_done.ready):
+            m.d.comb += self.i_job.ready.eq(1)
+            m.d.sync += [group.eq(0), error.eq(0), started.eq(0), mode.eq(0)]
+        return m
+
+
+class CAMCLane(wiring.Component):
+    """One compression lane; built by :class:`~.controller.CAMCController` (see there).
+
+    Members
+    -------
+    i : In(values)
+        One write packet per write command routed to this lane.
+    o_wreq : Out({stored, raw, beats, length_error})
+        A block ready to write: its ``beats`` words wait on ``o_wdata``.
+    o_wdata : Out({data})
+    i_job : In(read job)
+    i_rdata : In({data})
+        The words of this lane's read commands, in order.
+    o : Out(values)
+    o_status : Out({block, error, beats})
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(cfg.value_layout)),
+            "o_wreq": Out(stream.Signature(cfg.wreq_layout)),
+            "o_wdata": Out(stream.Signature(cfg.mem_data_width)),
+            "i_job": In(stream.Signature(cfg.job_layout)),
+            "i_rdata": In(stream.Signature(cfg.mem_data_width)),
+            "o": Out(stream.Signature(cfg.value_layout)),
+            "o_status": Out(stream.Signature(cfg.lane_status_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        self._write_path(m)
+        self._read_path(m)
+        return m
+
+    # -- write path ----------------------------------------------------------------------
+    def _write_path(self, m):
+        cfg = self.cfg
+        groups = cfg.groups_count
+        m.submodules.split = split = BitplaneSplit(cfg.bitplane)
+        m.submodules.compressor = comp = LZ4Compressor(cfg.compressor)
+        m.submodules.to_bytes = to_bytes = WidthDownConverter(
+            WidthConverterConfig(8, cfg.plane_word_bytes))
+        m.submodules.length_flags = flags = fifo.SyncFIFOBuffered(width=1, depth=4)
+
+        # framer: exactly `block_beats` value beats per block
+        beats = cfg.block_values // cfg.values_per_cycle
+        count = Signal(range(beats))
+        pad = Signal()
+        drop = Signal()
+        final = count == beats - 1
+        sink = split.i
+        m.d.comb += sink.payload.last.eq(final)
+        with m.If(pad):
+            m.d.comb += sink.valid.eq(flags.w_rdy)
+        with m.Elif(drop):
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(self.i.valid & self.i.payload.last):
+                m.d.sync += drop.eq(0)
+        with m.Else():
+            m.d.comb += [sink.valid.eq(self.i.valid & flags.w_rdy),
+                         sink.payload.data.eq(self.i.payload.data),
+                         self.i.ready.eq(sink.ready & flags.w_rdy)]
+        with m.If(sink.valid & sink.ready):
+            m.d.sync += count.eq(Mux(final, 0, count + 1))
+            with m.If(final):
+                m.d.sync += pad.eq(0)
+                m.d.comb += [flags.w_en.eq(1),
+                             flags.w_data.eq(pad | ~self.i.payload.last)]
+                with m.If(~pad & ~self.i.payload.last):
+                    m.d.sync += drop.eq(1)
+            with m.Elif(~pad & self.i.payload.last):
+                m.d.sync += pad.eq(1)
+
+        # plane words -> bytes
+        m.d.comb += [to_bytes.i.valid.eq(split.o.valid),
+                     to_bytes.i.payload.data.eq(split.o.payload.data),
+                     to_bytes.i.payload.count.eq(split.o.payload.count),
+                     to_bytes.i.payload.first.eq(split.o.payload.first),
+                     to_bytes.i.payload.last.eq(split.o.payload.last),
+                     split.o.ready.eq(to_bytes.i.ready)]
+
+        # raw and compressed group buffers, same layout: group g at byte `group_offset[g]`
+        block_bytes = cfg.block_bytes
+        m.submodules.raw_buf = raw_buf = memory.Memory(shape=8, depth=block_bytes, init=[])
+        m.submodules.comp_buf = comp_buf = memory.Memory(shape=8, depth=block_bytes, init=[])
+        raw_w, comp_w = raw_buf.write_port(), comp_buf.write_port()
+        raw_r, comp_r = raw_buf.read_port(), comp_buf.read_port()
+        offsets = Array(Const(x, range(block_bytes)) for x in cfg.group_offsets)
+        sizes = Array(Const(x, range(cfg.max_group_bytes + 1)) for x in cfg.group_raw_bytes)
+
+        busy = Signal()                 # the buffers hold a block the writer has not copied
+        in_pos = Signal(range(block_bytes))
+        in_group = Signal(range(groups))
+        in_byte = Signal(range(cfg.max_group_bytes))
+        byte = to_bytes.o
+        gate = (in_pos == 0) & busy
+        m.d.comb += [comp.i.valid.eq(byte.valid & ~gate),
+                     byte.ready.eq(comp.i.ready & ~gate),
+                     comp.i.payload.data.eq(byte.payload.data),
+                     comp.i.payload.first.eq(in_byte == 0),
+                     comp.i.payload.last.eq(in_byte == sizes[in_group] - 1),
+                     raw_w.addr.eq(in_pos), raw_w.data.eq(byte.payload.data)]
+        set_busy = Signal()
+        with m.If(comp.i.valid & comp.i.ready):
+            m.d.comb += raw_w.en.eq(1)
+            m.d.comb += set_busy.eq(in_pos == 0)
+            with m.If(in_byte == sizes[in_group] - 1):
+                m.d.sync += [in_byte.eq(0),
+                             in_group.eq(Mux(in_group == groups - 1, 0, in_group + 1))]
+            with m.Else():
+                m.d.sync += in_byte.eq(in_byte + 1)
+            m.d.sync += in_pos.eq(Mux(in_pos == block_bytes - 1, 0, in_pos + 1))
+
+        # compressed bytes into comp_buf, clipped at the group's raw size
+        out_group = Signal(range(groups))
+        out_byte = Signal(range(cfg.compressor.max_compressed_bytes + 1))
+        bytes_done = Signal()
+        m.d.comb += [comp.o.ready.eq(1),
+                     comp_w.addr.eq(offsets[out_group] + out_byte[:len(comp_w.addr)]),
+                     comp_w.data.eq(comp.o.payload.data)]
+        with m.If(comp.o.valid):
+            m.d.comb += comp_w.en.eq(out_byte < sizes[out_group])
+            with m.If(comp.o.payload.last):
+                m.d.sync += [out_byte.eq(0),
+                             out_group.eq(Mux(out_group == groups - 1, 0, out_group + 1))]
+                with m.If(out_group == groups - 1):
+                    m.d.sync += bytes_done.eq(1)
+            with m.Else():
+                m.d.sync += out_byte.eq(out_byte + 1)
+
+        # per-group verdicts
+        stored = Array(Signal(range(cfg.max_group_bytes + 1), name=f"stored_{g}")
+                       for g in range(groups))
+        raw_flag = Signal(groups)
+        total = Signal(range(block_bytes + 1))
+        status_group = Signal(range(groups))
+        status_done = Signal()
+        st = comp.o_status.payload
+        m.d.comb += comp.o_status.ready.eq(~status_done)
+        with m.If(comp.o_status.valid & ~status_done):
+            keep_raw = st.compressed_length >= st.raw_length
+            length = Mux(keep_raw, st.raw_length, st.compressed_length)
+            m.d.sync += [stored[status_group].eq(length),
+                         raw_flag.bit_select(status_group, 1).eq(keep_raw),
+                         total.eq(Mux(status_group == 0, 0, total) + length),
+                         status_group.eq(Mux(status_group == groups - 1, 0,
+                                             status_group + 1))]
+            with m.If(status_group == groups - 1):
+                m.d.sync += status_done.eq(1)
+
+        # writer: stored bytes of every group -> words -> write queue
+        m.submodules.to_words = to_words = WidthUpConverter(
+            WidthConverterConfig(8, cfg.mem_bytes))
+        m.submodules.wqueue = wqueue = fifo.SyncFIFOBuffered(
+            width=cfg.mem_data_width, depth=cfg.block_beats)
+        m.submodules.wreqs = wreqs = fifo.SyncFIFOBuffered(
+            width=len(self.o_wreq.payload.as_value()), depth=2)
+        m.d.comb += [wqueue.w_data.eq(to_words.o.payload.data),
+                     wqueue.w_en.eq(to_words.o.valid), to_words.o.ready.eq(wqueue.w_rdy)]
+        wiring.connect(m, wiring.flipped(self.o_wdata), wqueue.r_stream)
+
+        copying = Signal()
+        w_group = Signal(range(groups))
+        w_byte = Signal(range(cfg.max_group_bytes + 1))
+        held = Signal()                 # a byte read from a buffer waits in the port register
+        held_raw = Signal()
+        held_last = Signal()
+        advance = ~held | to_words.i.ready
+        m.d.comb += [to_words.i.valid.eq(held),
+                     to_words.i.payload.data.eq(Mux(held_raw, raw_r.data, comp_r.data)),
+                     to_words.i.payload.last.eq(held_last),
+                     raw_r.en.eq(advance), comp_r.en.eq(advance),
+                     raw_r.addr.eq(offsets[w_group] + w_byte[:len(raw_r.addr)]),
+                     comp_r.addr.eq(offsets[w_group] + w_byte[:len(comp_r.addr)])]
+        with m.If(advance):
+            m.d.sync += held.eq(0)
+        start = status_done & bytes_done & ~copying & wreqs.w_rdy & flags.r_rdy
+        req = Signal(cfg.wreq_layout)
+        m.d.comb += [req.stored[g].eq(stored[g]) for g in range(groups)]
+        m.d.comb += [req.raw.eq(raw_flag), req.length_error.eq(flags.r_data),
+                     req.beats.eq((total + cfg.mem_bytes - 1) >> (cfg.mem_bytes.bit_length() - 1)),
+                     wreqs.w_data.eq(req)]
+        with m.If(start):
+            m.d.sync += [copying.eq(1), w_group.eq(0), w_byte.eq(0)]
+        with m.If(copying & advance):
+            last_byte = w_byte == stored[w_group] - 1
+            final_group = w_group == groups - 1
+            m.d.sync += [held.eq(1), held_raw.eq(raw_flag.bit_select(w_group, 1)),
+                         held_last.eq(last_byte & final_group)]
+            with m.If(last_byte):
+                m.d.sync += [w_byte.eq(0), w_group.eq(w_group + 1)]
+                with m.If(final_group):
+                    m.d.sync += [copying.eq(0), status_done.eq(0), bytes_done.eq(0)]
+                    m.d.comb += [wreqs.w_en.eq(1), flags.r_en.eq(1)]
+            with m.Else():
+                m.d.sync += w_byte.eq(w_byte + 1)
+        # `busy` from a block's first byte until the writer has read its last one
+        with m.If(set_busy):
+            m.d.sync += busy.eq(1)
+        with m.Elif(wreqs.w_en):
+            m.d.sync += busy.eq(0)
+        m.d.comb += [self.o_wreq.valid.eq(wreqs.r_rdy),
+                     self.o_wreq.payload.eq(wreqs.r_data), wreqs.r_en.eq(self.o_wreq.ready)]
+
+    # -- read path -----------------------------------------------------------------------
+    def _read_path(self, m):
+        cfg = self.cfg
+        groups = cfg.groups_count
+        job_bits = len(self.i_job.payload.as_value())
+        m.submodules.split_jobs = split_jobs = fifo.SyncFIFOBuffered(width=job_bits, depth=2)
+        m.submodules.asm_jobs = asm_jobs = fifo.SyncFIFOBuffered(width=job_bits, depth=4)
+        both = split_jobs.w_rdy & asm_jobs.w_rdy
+        m.d.comb += [self.i_job.ready.eq(both),
+                     split_jobs.w_en.eq(self.i_job.valid & both),
+                     asm_jobs.w_en.eq(self.i_job.valid & both),
+                     split_jobs.w_data.eq(self.i_job.payload),
+                     asm_jobs.w_data.eq(self.i_job.payload)]
+
+        # read words -> bytes of the fetched prefix (the last word's padding dropped)
+        m.submodules.rqueue = rqueue = fifo.SyncFIFOBuffered(
+            width=cfg.mem_data_width, depth=cfg.block_beats)
+        wiring.connect(m, wiring.flipped(self.i_rdata), rqueue.w_stream)
+        m.submodules.from_words = from_words = WidthDownConverter(
+            WidthConverterConfig(8, cfg.mem_bytes))
+        sjob = data.View(cfg.job_layout, split_jobs.r_data)
+        left = Signal(range(cfg.block_bytes + 1))
+        loaded = Signal()
+        with m.If(split_jobs.r_rdy & ~loaded):
+            m.d.sync += [left.eq(sjob.bytes), loaded.eq(1)]
+        word_fire = from_words.i.valid & from_words.i.ready
+        m.d.comb += [from_words.i.valid.eq(loaded & (left != 0) & rqueue.r_rdy),
+                     rqueue.r_en.eq(loaded & (left != 0) & from_words.i.ready),
+                     from_words.i.payload.data.eq(rqueue.r_data),
+                     from_words.i.payload.count.eq(Mux(left > cfg.mem_bytes, cfg.mem_bytes,
+                                                       left)),
+                     from_words.i.payload.last.eq(left <= cfg.mem_bytes)]
+        with m.If(word_fire):
+            m.d.sync += left.eq(Mux(left > cfg.mem_bytes, left - cfg.mem_bytes, 0))
+
+        # bytes -> per group: decompressor or raw path
+        m.submodules.decompressor = dec = LZ4Decompressor(cfg.decompressor)
+        m.submodules.raw_path = raw_path = fifo.SyncFIFOBuffered(width=9, depth=4)
+        s_group = Signal(range(groups + 1))
+        s_byte = Signal(range(cfg.max_group_bytes + 1))
+        stored = sjob.stored[s_group[:max(1, (groups - 1).bit_length())]]
+        s_raw = sjob.raw.bit_select(s_group, 1)
+        s_last = s_byte == stored - 1
+        byte = from_words.o
+        m.d.comb += [dec.i.payload.data.eq(byte.payload.data),
+                     dec.i.payload.first.eq(s_byte == 0),
+                     dec.i.payload.last.eq(s_last),
+                     raw_path.w_data.eq(Cat(byte.payload.data, s_last))]
+        s_fetched = Mux(sjob.unmapped, 0, sjob.fetched)
+        with m.If(loaded & (s_group < s_fetched)):
+            with m.If(s_raw):
+                m.d.comb += [raw_path.w_en.eq(byte.valid), byte.ready.eq(raw_path.w_rdy)]
+            with m.Else():
+                m.d.comb += [dec.i.valid.eq(byte.valid), byte.ready.eq(dec.i.ready)]
+        with m.If(byte.valid & byte.ready):
+            with m.If(s_last):
+                m.d.sync += [s_byte.eq(0), s_group.eq(s_group + 1)]
+            with m.Else():
+                m.d.sync += s_byte.eq(s_byte + 1)
+        with m.If(loaded & (s_group == s_fetched) & (left == 0)):
+            m.d.comb += split_jobs.r_en.eq(1)
+            m.d.sync += [loaded.eq(0), s_group.eq(0), s_byte.eq(0)]
+
+        # assembler -> merge -> mask
+        m.submodules.assembler = asm = PlaneAssembler(
+            cfg.group_raw_bytes, cfg.decompressor.output_bytes_per_cycle,
+            cfg.plane_word_bytes, cfg.job_layout, cfg.decompressor.output_layout,
+            cfg.decompressor.status_layout)
+        m.d.comb += [asm.i_job.valid.eq(asm_jobs.r_rdy), asm.i_job.payload.eq(asm_jobs.r_data),
+                     asm_jobs.r_en.eq(asm.i_job.ready),
+                     asm.i_raw.valid.eq(raw_path.r_rdy),
+                     asm.i_raw.payload.eq(raw_path.r_data), raw_path.r_en.eq(asm.i_raw.ready)]
+        wiring.connect(m, dec.o, asm.i_lz4)
+        wiring.connect(m, dec.o_status, asm.i_lz4_status)
+
+        m.submodules.merge = merge = BitplaneMerge(cfg.bitplane)
+        ajob = data.View(cfg.job_layout, asm_jobs.r_data)
+        m.d.comb += [merge.i.valid.eq(asm.o.valid), merge.i.payload.data.eq(asm.o.payload),
+                     merge.i.payload.count.eq(cfg.plane_word_bytes),
+                     asm.o.ready.eq(merge.i.ready)]
+        # the merge takes its descriptor with the block's last plane word: offer it from the
+        # start of the job until taken
+        desc_taken = Signal()
+        m.d.comb += [merge.i_block.valid.eq(asm_jobs.r_rdy & ~desc_taken),
+                     merge.i_block.payload.count.eq(cfg.block_values),
+                     merge.i_block.payload.planes.eq(ajob.planes)]
+        with m.If(merge.i_block.valid & merge.i_block.ready):
+            m.d.sync += desc_taken.eq(1)
+
+        m.submodules.masks = masks = fifo.SyncFIFOBuffered(width=5, depth=4)
+        m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
+            width=len(self.o_status.payload.as_value()), depth=4)
+        done_ok = masks.w_rdy & statuses.w_rdy & (desc_taken |
+                                                  (merge.i_block.valid & merge.i_block.ready))
+        status = Signal(cfg.lane_status_layout)
+        m.d.comb += [asm.o_done.ready.eq(done_ok),
+                     masks.w_en.eq(asm.o_done.valid & done_ok),
+                     statuses.w_en.eq(asm.o_done.valid & done_ok),
+                     masks.w_data.eq(ajob.keep),
+                     status.block.eq(ajob.block),
+                     status.beats.eq(ajob.beats),
+                     status.error.eq(Mux(ajob.unmapped, cfg.error_code("unmapped"),
+                                         Mux(asm.o_done.payload.error,
+                                             cfg.error_code("corrupt"), 0))),
+                     statuses.w_data.eq(status)]
+        with m.If(asm.o_done.valid & done_ok):
+            m.d.sync += desc_taken.eq(0)
+        m.d.comb += [self.o_status.valid.eq(statuses.r_rdy),
+                     self.o_status.payload.eq(statuses.r_data),
+                     statuses.r_en.eq(self.o_status.ready)]
+
+        # clear the mantissa bits below the precision read
+        width, lanes = cfg.width, cfg.values_per_cycle
+        value_mask = Array(Const(((1 << width) - 1) ^ ((1 << (width - k)) - 1), width)
+                           for k in range(width + 1))[masks.r_data]
+        m.d.comb += [self.o.valid.eq(merge.o.valid & masks.r_rdy),
+                     merge.o.ready.eq(self.o.ready & masks.r_rdy),
+                     self.o.payload.first.eq(merge.o.payload.first),
+                     self.o.payload.last.eq(merge.o.payload.last),
+                     self.o.payload.data.eq(merge.o.payload.data
+                                            & Cat(*[value_mask] * lanes)),
+                     masks.r_en.eq(self.o.valid & self.o.ready & merge.o.payload.last)]
