@@ -1,0 +1,652 @@
+"""The MEADOW engine: P token-parallel PEs, on-chip K/V/score/probability/activation buffers,
+the integer softmax (MAX/EXP/DIV), requantisation and a sequencer that runs attention in the
+TPHS or GEMM schedule, or a linear layer, from a descriptor, through one memory port.
+
+The math is :mod:`golden.meadow`'s, bit for bit (``attention``, ``linear``).
+
+DRAM layout (one memory word = one beat = ``dot_width`` int8 lanes, lane ``d`` in bits
+``8d .. 8d+7``). Activations are stored *feature-block major*: beat ``(c, t)`` (feature block
+``c`` of token ``t``) at ``base + c * tokens + t``. For attention a feature block is a head
+(``head_dim = dot_width``): Q of head ``h`` at ``a_base + h * tokens + t``, the output at
+``d_base + h * tokens + t``; K and V of KV head ``g`` at ``b_base + g * keys + j`` and
+``c_base + g * keys + j``. A linear layer reads X at ``a_base + c * tokens + t``, weights
+row-major at ``b_base + n * chunks + c`` and writes Y at ``d_base + (n // dot_width) * tokens
++ t``, so the output of one layer is the input of the next. GEMM attention uses ``s_base ..
+s_base + keys - 1`` as scratch: per token group it writes every score word (``pes`` int32
+lanes, padded to a beat) and reads it back, then the same for the probability words
+(``pes`` uint8 lanes).
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..common.memory_port import MemoryPortConfig, MemoryPortSignature
+from ..common.validate import check_int, check_power_of_two
+
+__all__ = ["EngineConfig", "MeadowEngine", "PRESETS", "OP_ATTENTION", "OP_LINEAR",
+           "EXP_TABLE"]
+
+OP_ATTENTION = 0
+OP_LINEAR = 1
+
+# golden.meadow's constants (kept here so the gateware does not import the golden model;
+# tests check they agree)
+EXP_ENTRIES = 256
+EXP_TABLE = [round(2 ** 15 * 2.718281828459045 ** (-k / 32)) for k in range(EXP_ENTRIES)]
+DIFF_MAX = 2 ** 17 - 1
+RECIP_BITS = 31
+PROB_SHIFT = 23
+# pipeline depth of the requantiser (select, multiply, shift/clamp)
+REQUANT_LATENCY = 3
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Configuration of :class:`MeadowEngine`.
+
+    Parameters
+    ----------
+    pes : int
+        ``P``: token-parallel PEs (1..32). Each PE holds one query token (or one token's
+        activations) and has ``dot_width`` int8 multipliers.
+    dot_width : int
+        ``D``: int8 lanes per PE and per memory beat, a power of two (4..64); the head
+        dimension of attention. Must be at least ``4 * pes`` so a word of ``pes`` int32 scores
+        fits one beat (GEMM scratch).
+    max_keys : int
+        Depth of the K, V, score and probability buffers (2..4096): the longest context.
+    max_chunks : int
+        Depth of the activation buffer: the largest ``in_features / dot_width`` of a linear
+        layer (1..4096).
+    addr_width : int
+        Bits of a DRAM word address (8..32).
+    """
+
+    pes: int = 4
+    dot_width: int = 16
+    max_keys: int = 512
+    max_chunks: int = 64
+    addr_width: int = 24
+
+    def __post_init__(self):
+        check_int("pes", self.pes, min=1, max=32)
+        check_power_of_two("dot_width", self.dot_width, min=4, max=64)
+        if self.dot_width < 4 * self.pes:
+            raise ValueError(f"dot_width must be at least 4 * pes = {4 * self.pes}, "
+                             f"not {self.dot_width!r}")
+        check_int("max_keys", self.max_keys, min=2, max=4096)
+        check_int("max_chunks", self.max_chunks, min=1, max=4096)
+        check_int("addr_width", self.addr_width, min=8, max=32)
+
+    @property
+    def port(self) -> MemoryPortConfig:
+        length = max(self.max_keys, self.max_chunks, self.pes).bit_length()
+        return MemoryPortConfig(self.addr_width, 8 * self.dot_width, length)
+
+    @property
+    def descriptor_layout(self) -> data.StructLayout:
+        """``op`` (0 attention, 1 linear), ``gemm`` (attention schedule: 0 TPHS, 1 GEMM),
+        ``relu`` (linear), ``tokens``, ``keys``, ``heads``, ``group`` (query heads per KV head),
+        ``q_offset`` (key ``j`` visible to token ``t`` iff ``j <= q_offset + t``),
+        ``exp_mult``/``exp_shift`` (softmax), ``out_mult``/``out_shift`` (requantisation),
+        ``chunks`` (linear ``in_features / dot_width``), ``out_features`` (linear, a
+        multiple of ``dot_width``), and the word addresses ``a_base`` (Q or X), ``b_base`` (K
+        or W), ``c_base`` (V), ``d_base`` (output), ``s_base`` (GEMM scratch)."""
+        a = self.addr_width
+        return data.StructLayout({
+            "op": 1, "gemm": 1, "relu": 1,
+            "tokens": 16, "keys": 16, "heads": 8, "group": 8, "q_offset": 16,
+            "exp_mult": 16, "exp_shift": 5, "out_mult": 16, "out_shift": 6,
+            "chunks": 16, "out_features": 16,
+            "a_base": a, "b_base": a, "c_base": a, "d_base": a, "s_base": a,
+        })
+
+    @property
+    def done_layout(self) -> data.StructLayout:
+        """``cycles`` from taking the descriptor to this report; ``error`` if the descriptor
+        was refused (sizes out of range), in which case nothing was read or written."""
+        return data.StructLayout({"cycles": 32, "error": 1})
+
+
+PRESETS = {
+    "default": EngineConfig(),
+    "small": EngineConfig(pes=2, dot_width=8, max_keys=64, max_chunks=16, addr_width=16),
+    "tiny": EngineConfig(pes=2, dot_width=8, max_keys=16, max_chunks=4, addr_width=12),
+}
+
+
+def _pick(values, index):
+    """``values[index]`` for a signal ``index`` (``values[0]`` when there is one value)."""
+    if len(values) == 1:
+        return values[0]
+    return Array(values)[index[:(len(values) - 1).bit_length()]]
+
+
+class MeadowEngine(wiring.Component):
+    """The MEADOW tiled dataflow engine.
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+
+    Members
+    -------
+    i_desc : In(stream.Signature(cfg.descriptor_layout))
+        One descriptor per job: an attention layer (all heads, all tokens) or a linear
+        layer (all tokens, all outputs).
+    o_done : Out(stream.Signature(cfg.done_layout))
+        One report per descriptor, after its last write was sent.
+    mem : Out(MemoryPortSignature(cfg.port))
+        DRAM.
+
+    Attention, per head (KV heads: K and V loaded once per group of query heads), per group
+    of ``pes`` tokens: load Q; Q·Kᵀ (one key per cycle, all PEs in parallel, running max);
+    [GEMM: scores to DRAM and back]; EXP (table look-up, per-PE sums); DIV (``2**31 // sum``,
+    32 cycles); normalise to uint8 probabilities; [GEMM: probabilities to DRAM and back];
+    P·V (one key per cycle, ``dot_width`` accumulators per PE); requantise and write the
+    outputs. A linear layer, per group of ``pes`` tokens: load X into the activation buffer,
+    then per output feature stream its weight row (one beat per cycle, all PEs in parallel),
+    requantise, and write a beat per token every ``dot_width`` outputs.
+
+    Latency
+    -------
+    The job's cycles are predicted by :func:`sim.perf.meadow.engine_cycles`: each pass over
+    the keys is ``keys`` cycles plus a pipeline of 3-4, each DRAM transfer its command, the
+    DRAM latency and its beats, each output beat ``dot_width + 4`` cycles.
+
+    Throughput
+    ----------
+    ``pes * dot_width`` multiply-accumulates per cycle in Q·Kᵀ, P·V and linear passes.
+    """
+
+    def __init__(self, cfg: EngineConfig):
+        self.cfg = cfg
+        super().__init__({
+            "i_desc": In(stream.Signature(cfg.descriptor_layout)),
+            "o_done": Out(stream.Signature(cfg.done_layout)),
+            "mem": Out(MemoryPortSignature(cfg.port)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        P, D = cfg.pes, cfg.dot_width
+        word = 8 * D
+        keys_range = range(cfg.max_keys + 1)
+
+        # ---- buffers ------------------------------------------------------------------------
+        m.submodules.kbuf = kbuf = Memory(shape=word, depth=cfg.max_keys, init=[])
+        m.submodules.vbuf = vbuf = Memory(shape=word, depth=cfg.max_keys, init=[])
+        m.submodules.smem = smem = Memory(shape=32 * P, depth=cfg.max_keys, init=[])
+        m.submodules.pmem = pmem = Memory(shape=8 * P, depth=cfg.max_keys, init=[])
+        m.submodules.xbuf = xbuf = Memory(shape=word * P, depth=cfg.max_chunks, init=[])
+        m.submodules.exp_table = exp_table = Memory(shape=16, depth=EXP_ENTRIES,
+                                                    init=EXP_TABLE)
+        k_wr, k_rd = kbuf.write_port(), kbuf.read_port()
+        v_wr, v_rd = vbuf.write_port(), vbuf.read_port()
+        s_wr, s_rd = smem.write_port(), smem.read_port()
+        p_wr, p_rd = pmem.write_port(), pmem.read_port()
+        x_wr, x_rd = xbuf.write_port(granularity=word), xbuf.read_port()
+        lut_rd = [exp_table.read_port() for _ in range(P)]
+        for port in (k_wr, v_wr, s_wr, p_wr):
+            m.d.comb += port.en.eq(0)
+        m.d.comb += x_wr.en.eq(0)
+
+        cmd, wdata, rdata = self.mem.cmd, self.mem.wdata, self.mem.rdata
+
+        # ---- descriptor and loop state --------------------------------------------------------
+        desc = Signal(cfg.descriptor_layout)
+        cycles = Signal(32)
+        error = Signal()
+        head = Signal(8)
+        group_left = Signal(8)           # query heads left before the next KV head
+        t0 = Signal(16)
+        n_tok = Signal(range(P + 1))
+        q_addr = Signal(cfg.addr_width)  # a_base + head * tokens (+ t0 at use)
+        o_addr = Signal(cfg.addr_width)
+        k_addr = Signal(cfg.addr_width)
+        v_addr = Signal(cfg.addr_width)
+        lane_limit = Array(Signal(17, name=f"limit{p}") for p in range(P))
+        count = Signal(range(max(cfg.max_keys, cfg.max_chunks, P, D) + 2))
+        lane = Signal(range(P + 1))
+
+        def vec(value, width, lanes, signed_=False):
+            parts = [value[width * i:width * (i + 1)] for i in range(lanes)]
+            return [p.as_signed() if signed_ else p for p in parts]
+
+        # ---- PE array: P x D multipliers shared by Q·Kᵀ, P·V and linear ---------------------
+        mul_a = [[Signal(signed(9), name=f"a{p}_{d}") for d in range(D)] for p in range(P)]
+        mul_b = [Signal(signed(8), name=f"b{d}") for d in range(D)]
+        prod = [[Signal(signed(17), name=f"prod{p}_{d}") for d in range(D)] for p in range(P)]
+        for p in range(P):
+            for d in range(D):
+                m.d.sync += prod[p][d].eq(mul_a[p][d] * mul_b[d])
+        tree = [Signal(signed(32), name=f"tree{p}") for p in range(P)]
+        for p in range(P):
+            m.d.sync += tree[p].eq(sum(prod[p]))
+        q_reg = [Signal(word, name=f"q{p}") for p in range(P)]
+        acc = [[Signal(signed(32), name=f"acc{p}_{d}") for d in range(D)] for p in range(P)]
+        lin_acc = [Signal(signed(32), name=f"lin{p}") for p in range(P)]
+        score_max = [Signal(signed(32), name=f"max{p}") for p in range(P)]
+        exp_sum = [Signal(32, name=f"sum{p}") for p in range(P)]
+        recip = [Signal(17, name=f"recip{p}") for p in range(P)]
+        remainder = [Signal(33, name=f"rem{p}") for p in range(P)]
+
+        # pipeline valid bits and key tags of the passes over the keys
+        v1, v2, v3, v4 = (Signal(name=f"v{i}") for i in range(1, 5))
+        j1, j2, j3, j4 = (Signal(keys_range, name=f"j{i}") for i in range(1, 5))
+        m.d.sync += [v2.eq(v1), v3.eq(v2), v4.eq(v3), j2.eq(j1), j3.eq(j2), j4.eq(j3)]
+        m.d.sync += v1.eq(0)
+        pipe_busy = v1 | v2 | v3 | v4
+
+        def visible(p, j):
+            return (j <= lane_limit[p]) & (p < n_tok)
+
+        # ---- requantiser: acc -> int8, 3 cycles -------------------------------------------------
+        rq_in_valid = Signal()
+        rq_in = Signal(signed(32))
+        rq_a = Signal(signed(32))
+        rq_prod = Signal(signed(49))
+        rq_out = Signal(signed(8))
+        rq_v = Signal(3)
+        m.d.comb += rq_in_valid.eq(0)
+        m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:2])), rq_a.eq(rq_in),
+                     rq_prod.eq(rq_a * desc.out_mult)]
+        rounded = Signal(signed(50))
+        m.d.comb += rounded.eq((rq_prod + ((Const(1, 50) << desc.out_shift) >> 1))
+                               >> desc.out_shift)
+        clamped = Mux(rounded > 127, 127, Mux(rounded < -127, -127, rounded))
+        m.d.sync += rq_out.eq(Mux(desc.relu & desc.op & (clamped < 0), 0, clamped))
+        rq_done = rq_v[2]
+
+        # ---- defaults -------------------------------------------------------------------------
+        m.d.comb += [
+            k_rd.addr.eq(count), v_rd.addr.eq(count), p_rd.addr.eq(count),
+            s_rd.addr.eq(count), x_rd.addr.eq(count),
+        ]
+        for p in range(P):
+            for d in range(D):
+                m.d.comb += mul_a[p][d].eq(0)
+        for d in range(D):
+            m.d.comb += mul_b[d].eq(0)
+
+        out_word = Signal(word)
+        out_results = Signal(range(D + 1))
+        out_fed = Signal(range(D + 1))
+        ybuf = [Signal(word, name=f"y{p}") for p in range(P)]
+        n_out = Signal(16)
+        w_addr = Signal(cfg.addr_width)
+        x_addr = Signal(cfg.addr_width)
+        y_addr = Signal(cfg.addr_width)
+        chunk = Signal(16)
+        sv = Signal()                  # a word read from a buffer waits on wdata
+
+        m.d.sync += cycles.eq(cycles + 1)
+
+        def issue(addr, length, write, next_state):
+            m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
+                         cmd.payload.length.eq(length), cmd.payload.write.eq(write)]
+            with m.If(cmd.ready):
+                m.d.sync += count.eq(0)
+                m.next = next_state
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i_desc.ready.eq(1)
+                with m.If(self.i_desc.valid):
+                    nd = self.i_desc.payload
+                    m.d.sync += [desc.eq(nd), cycles.eq(1), head.eq(0), t0.eq(0),
+                                 group_left.eq(0)]
+                    bad_att = ((nd.keys == 0) | (nd.keys > cfg.max_keys) | (nd.heads == 0)
+                               | (nd.group == 0) | (nd.exp_shift == 0))
+                    bad_lin = ((nd.chunks == 0) | (nd.chunks > cfg.max_chunks)
+                               | (nd.out_features == 0) | (nd.out_features[:D.bit_length() - 1]
+                                                           != 0))
+                    bad = (nd.tokens == 0) | (nd.out_shift == 0) | Mux(nd.op, bad_lin, bad_att)
+                    m.d.sync += [error.eq(bad), q_addr.eq(nd.a_base), o_addr.eq(nd.d_base),
+                                 k_addr.eq(nd.b_base), v_addr.eq(nd.c_base),
+                                 x_addr.eq(nd.a_base)]
+                    with m.If(bad):
+                        m.next = "DONE"
+                    with m.Elif(nd.op == OP_LINEAR):
+                        m.next = "L_GROUP"
+                    with m.Else():
+                        m.next = "HEAD"
+
+            # ============================ attention ==========================================
+            with m.State("HEAD"):
+                with m.If(head == desc.heads):
+                    m.next = "DONE"
+                with m.Elif(group_left == 0):
+                    m.d.sync += group_left.eq(desc.group)
+                    m.next = "K_CMD"
+                with m.Else():
+                    m.d.sync += t0.eq(0)
+                    m.next = "GROUP"
+            with m.State("K_CMD"):
+                issue(k_addr, desc.keys, 0, "K_LOAD")
+            with m.State("K_LOAD"):
+                m.d.comb += [rdata.ready.eq(1), k_wr.addr.eq(count),
+                             k_wr.data.eq(rdata.payload.data), k_wr.en.eq(rdata.valid)]
+                with m.If(rdata.valid):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == desc.keys):
+                        m.d.sync += k_addr.eq(k_addr + desc.keys)
+                        m.next = "V_CMD"
+            with m.State("V_CMD"):
+                issue(v_addr, desc.keys, 0, "V_LOAD")
+            with m.State("V_LOAD"):
+                m.d.comb += [rdata.ready.eq(1), v_wr.addr.eq(count),
+                             v_wr.data.eq(rdata.payload.data), v_wr.en.eq(rdata.valid)]
+                with m.If(rdata.valid):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == desc.keys):
+                        m.d.sync += [v_addr.eq(v_addr + desc.keys), t0.eq(0)]
+                        m.next = "GROUP"
+            with m.State("GROUP"):
+                with m.If(t0 >= desc.tokens):
+                    m.d.sync += [head.eq(head + 1), group_left.eq(group_left - 1),
+                                 q_addr.eq(q_addr + desc.tokens), o_addr.eq(o_addr + desc.tokens)]
+                    m.next = "HEAD"
+                with m.Else():
+                    left = desc.tokens - t0
+                    m.d.sync += n_tok.eq(Mux(left > P, P, left))
+                    for p in range(P):
+                        m.d.sync += [lane_limit[p].eq(desc.q_offset + t0 + p),
+                                     score_max[p].eq(-2 ** 31), exp_sum[p].eq(0)]
+                    m.next = "Q_CMD"
+            with m.State("Q_CMD"):
+                issue(q_addr + t0, n_tok, 0, "Q_LOAD")
+            with m.State("Q_LOAD"):
+                m.d.comb += rdata.ready.eq(1)
+                with m.If(rdata.valid):
+                    for p in range(P):
+                        with m.If(count == p):
+                            m.d.sync += q_reg[p].eq(rdata.payload.data)
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == n_tok):
+                        m.d.sync += count.eq(0)
+                        m.next = "QK"
+
+            with m.State("QK"):
+                # stage 0: read K[j]; 1: products; 2: dot products; 3: store score, max
+                with m.If(count < desc.keys):
+                    m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
+                kvec = vec(k_rd.data, 8, D, True)
+                for p in range(P):
+                    qv = vec(q_reg[p], 8, D, True)
+                    for d in range(D):
+                        m.d.comb += mul_a[p][d].eq(qv[d])
+                for d in range(D):
+                    m.d.comb += mul_b[d].eq(kvec[d])
+                with m.If(v3):
+                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(j3),
+                                 s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
+                    for p in range(P):
+                        with m.If(visible(p, j3) & (tree[p] > score_max[p])):
+                            m.d.sync += score_max[p].eq(tree[p])
+                with m.If((count == desc.keys) & ~pipe_busy):
+                    m.d.sync += count.eq(0)
+                    m.next = "QK_DONE"
+            with m.State("QK_DONE"):
+                with m.If(desc.gemm):
+                    m.next = "S_STORE_CMD"
+                with m.Else():
+                    m.next = "EXP"
+
+            with m.State("S_STORE_CMD"):
+                m.d.sync += sv.eq(0)
+                issue(desc.s_base, desc.keys, 1, "S_STORE")
+            with m.State("S_STORE"):
+                self._store_from(m, s_rd, count, sv, desc.keys, wdata, "S_LOAD_CMD")
+            with m.State("S_LOAD_CMD"):
+                issue(desc.s_base, desc.keys, 0, "S_LOAD")
+            with m.State("S_LOAD"):
+                m.d.comb += [rdata.ready.eq(1), s_wr.addr.eq(count),
+                             s_wr.data.eq(rdata.payload.data[:32 * P]), s_wr.en.eq(rdata.valid)]
+                with m.If(rdata.valid):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == desc.keys):
+                        m.d.sync += count.eq(0)
+                        m.next = "EXP"
+
+            with m.State("EXP"):
+                # 0: read score; 1: saturated difference; 2: times exp_mult, rounded;
+                # 3: table index, table read; 4: store e, sum
+                with m.If(count < desc.keys):
+                    m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
+                scores = vec(s_rd.data, 32, P, True)
+                for p in range(P):
+                    diff = Signal(33, name=f"diff{p}")
+                    dsat = Signal(17, name=f"dsat{p}")
+                    scaled = Signal(34, name=f"scaled{p}")
+                    index = Signal(8, name=f"index{p}")
+                    m.d.comb += diff.eq(score_max[p] - scores[p])
+                    m.d.sync += dsat.eq(Mux(diff > DIFF_MAX, DIFF_MAX, diff))
+                    m.d.sync += scaled.eq(dsat * desc.exp_mult
+                                          + ((Const(1, 33) << desc.exp_shift) >> 1))
+                    shifted = scaled >> desc.exp_shift
+                    m.d.comb += index.eq(Mux(shifted > EXP_ENTRIES - 1, EXP_ENTRIES - 1,
+                                             shifted))
+                    m.d.comb += lut_rd[p].addr.eq(index)
+                    with m.If(v4 & visible(p, j4)):
+                        m.d.sync += exp_sum[p].eq(exp_sum[p] + lut_rd[p].data)
+                m.d.comb += [s_wr.en.eq(v4), s_wr.addr.eq(j4),
+                             s_wr.data.eq(Cat(*[Cat(Mux(visible(p, j4), lut_rd[p].data, 0),
+                                                    Const(0, 16)) for p in range(P)]))]
+                with m.If((count == desc.keys) & ~pipe_busy):
+                    m.d.sync += count.eq(0)
+                    for p in range(P):
+                        m.d.sync += [remainder[p].eq(0), recip[p].eq(0)]
+                    m.next = "DIV"
+
+            with m.State("DIV"):
+                # restoring division 2**31 // sum, one quotient bit per cycle, MSB first
+                for p in range(P):
+                    shifted_rem = Cat(count == 0, remainder[p][:32])
+                    with m.If(shifted_rem >= exp_sum[p]):
+                        m.d.sync += [remainder[p].eq(shifted_rem - exp_sum[p]),
+                                     recip[p].eq(Cat(1, recip[p][:16]))]
+                    with m.Else():
+                        m.d.sync += [remainder[p].eq(shifted_rem),
+                                     recip[p].eq(Cat(0, recip[p][:16]))]
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == RECIP_BITS):
+                    m.d.sync += count.eq(0)
+                    m.next = "NORM"
+
+            with m.State("NORM"):
+                # 0: read e; 1: e * recip; 2: store probability
+                with m.If(count < desc.keys):
+                    m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
+                evec = vec(s_rd.data, 32, P)
+                probs = []
+                for p in range(P):
+                    scaled_p = Signal(33, name=f"pscaled{p}")
+                    m.d.sync += scaled_p.eq(evec[p][:16] * recip[p])
+                    top = scaled_p >> PROB_SHIFT
+                    probs.append(Mux(top > 255, 255, top[:8]))
+                m.d.comb += [p_wr.en.eq(v2), p_wr.addr.eq(j2), p_wr.data.eq(Cat(*probs))]
+                with m.If((count == desc.keys) & ~pipe_busy):
+                    m.d.sync += count.eq(0)
+                    m.next = "NORM_DONE"
+            with m.State("NORM_DONE"):
+                m.d.sync += sv.eq(0)
+                with m.If(desc.gemm):
+                    m.next = "P_STORE_CMD"
+                with m.Else():
+                    m.next = "PV"
+
+            with m.State("P_STORE_CMD"):
+                issue(desc.s_base, desc.keys, 1, "P_STORE")
+            with m.State("P_STORE"):
+                self._store_from(m, p_rd, count, sv, desc.keys, wdata, "P_LOAD_CMD")
+            with m.State("P_LOAD_CMD"):
+                issue(desc.s_base, desc.keys, 0, "P_LOAD")
+            with m.State("P_LOAD"):
+                m.d.comb += [rdata.ready.eq(1), p_wr.addr.eq(count),
+                             p_wr.data.eq(rdata.payload.data[:8 * P]), p_wr.en.eq(rdata.valid)]
+                with m.If(rdata.valid):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == desc.keys):
+                        m.d.sync += count.eq(0)
+                        m.next = "PV"
+
+            with m.State("PV"):
+                # 0: read probabilities and V[j]; 1: products; 2: accumulate
+                with m.If(count < desc.keys):
+                    m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
+                with m.If(count == 0):
+                    for p in range(P):
+                        for d in range(D):
+                            m.d.sync += acc[p][d].eq(0)
+                pvec = vec(p_rd.data, 8, P)
+                vvec = vec(v_rd.data, 8, D, True)
+                for p in range(P):
+                    for d in range(D):
+                        m.d.comb += mul_a[p][d].eq(pvec[p].as_unsigned())
+                for d in range(D):
+                    m.d.comb += mul_b[d].eq(vvec[d])
+                with m.If(v2):
+                    for p in range(P):
+                        for d in range(D):
+                            m.d.sync += acc[p][d].eq(acc[p][d] + prod[p][d])
+                with m.If((count == desc.keys) & ~pipe_busy):
+                    m.d.sync += count.eq(0)
+                    m.next = "O_CMD"
+
+            with m.State("O_CMD"):
+                m.d.sync += [lane.eq(0), out_fed.eq(0), out_results.eq(0)]
+                issue(o_addr + t0, n_tok, 1, "O_STORE")
+            with m.State("O_STORE"):
+                self._requant_beats(m, [[acc[p][d] for d in range(D)] for p in range(P)],
+                                    lane, n_tok, out_fed, out_results, out_word,
+                                    rq_in_valid, rq_in, rq_done, rq_out, wdata, D)
+                with m.If(lane == n_tok):
+                    m.d.sync += t0.eq(t0 + P)
+                    m.next = "GROUP"
+
+            # ============================== linear ===========================================
+            with m.State("L_GROUP"):
+                with m.If(t0 >= desc.tokens):
+                    m.next = "DONE"
+                with m.Else():
+                    left = desc.tokens - t0
+                    m.d.sync += [n_tok.eq(Mux(left > P, P, left)), chunk.eq(0),
+                                 x_addr.eq(desc.a_base + t0), w_addr.eq(desc.b_base),
+                                 y_addr.eq(desc.d_base + t0), n_out.eq(0)]
+                    m.next = "X_CMD"
+            with m.State("X_CMD"):
+                issue(x_addr, n_tok, 0, "X_LOAD")
+            with m.State("X_LOAD"):
+                m.d.comb += [rdata.ready.eq(1), x_wr.addr.eq(chunk),
+                             x_wr.data.eq(Cat(*[rdata.payload.data] * P))]
+                with m.If(rdata.valid):
+                    m.d.comb += x_wr.en.eq(1 << count[:max(1, (P - 1).bit_length())]
+                                           if P > 1 else 1)
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == n_tok):
+                        m.d.sync += [chunk.eq(chunk + 1), x_addr.eq(x_addr + desc.tokens)]
+                        with m.If(chunk + 1 == desc.chunks):
+                            m.next = "W_CMD"
+                        with m.Else():
+                            m.next = "X_CMD"
+            with m.State("W_CMD"):
+                for p in range(P):
+                    m.d.sync += lin_acc[p].eq(0)
+                issue(w_addr, desc.chunks, 0, "W_STREAM")
+            with m.State("W_STREAM"):
+                # 0: take a weight beat, read X chunk; 1: products; 2: dot products; 3: add
+                w_reg = Signal(word)
+                m.d.comb += [rdata.ready.eq(count < desc.chunks)]
+                with m.If(rdata.valid & (count < desc.chunks)):
+                    m.d.sync += [v1.eq(1), w_reg.eq(rdata.payload.data), count.eq(count + 1)]
+                xvecs = [vec(x_rd.data[word * p:word * (p + 1)], 8, D, True) for p in range(P)]
+                wvec = vec(w_reg, 8, D, True)
+                for p in range(P):
+                    for d in range(D):
+                        m.d.comb += mul_a[p][d].eq(xvecs[p][d])
+                for d in range(D):
+                    m.d.comb += mul_b[d].eq(wvec[d])
+                # the X word must line up with the weight beat one cycle later
+                m.d.comb += x_rd.addr.eq(count)
+                with m.If(v3):
+                    for p in range(P):
+                        m.d.sync += lin_acc[p].eq(lin_acc[p] + tree[p])
+                with m.If((count == desc.chunks) & ~pipe_busy):
+                    m.d.sync += [count.eq(0), lane.eq(0), out_results.eq(0)]
+                    m.next = "L_REQUANT"
+            with m.State("L_REQUANT"):
+                with m.If(count < P):
+                    m.d.comb += [rq_in_valid.eq(1), rq_in.eq(_pick(lin_acc, count))]
+                    m.d.sync += count.eq(count + 1)
+                lane_sel = n_out[:D.bit_length() - 1]
+                with m.If(rq_done):
+                    for p in range(P):
+                        with m.If(out_results == p):
+                            for d in range(D):
+                                with m.If(lane_sel == d):
+                                    m.d.sync += ybuf[p][8 * d:8 * d + 8].eq(rq_out)
+                    m.d.sync += out_results.eq(out_results + 1)
+                with m.If(out_results == P):
+                    m.d.sync += [n_out.eq(n_out + 1), w_addr.eq(w_addr + desc.chunks),
+                                 count.eq(0)]
+                    with m.If(lane_sel == D - 1):
+                        m.next = "Y_CMD"
+                    with m.Else():
+                        m.next = "W_CMD"
+            with m.State("Y_CMD"):
+                issue(y_addr, n_tok, 1, "Y_STORE")
+            with m.State("Y_STORE"):
+                m.d.comb += [wdata.valid.eq(1),
+                             wdata.payload.data.eq(_pick(ybuf, count))]
+                with m.If(wdata.ready):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count + 1 == n_tok):
+                        m.d.sync += [count.eq(0), y_addr.eq(y_addr + desc.tokens)]
+                        with m.If(n_out == desc.out_features):
+                            m.d.sync += t0.eq(t0 + P)
+                            m.next = "L_GROUP"
+                        with m.Else():
+                            m.next = "W_CMD"
+
+            with m.State("DONE"):
+                m.d.comb += [self.o_done.valid.eq(1), self.o_done.payload.cycles.eq(cycles),
+                             self.o_done.payload.error.eq(error)]
+                with m.If(self.o_done.ready):
+                    m.next = "IDLE"
+        return m
+
+    @staticmethod
+    def _store_from(m, rd, count, sv, length, wdata, next_state):
+        """Send words ``0 .. length-1`` of a buffer on ``wdata``; the read port's data
+        register is the output register (read the next word only when this one leaves)."""
+        take = ~sv | wdata.ready
+        m.d.comb += [rd.addr.eq(count), rd.en.eq(take), wdata.valid.eq(sv),
+                     wdata.payload.data.eq(rd.data)]
+        with m.If(take):
+            with m.If(count < length):
+                m.d.sync += [sv.eq(1), count.eq(count + 1)]
+            with m.Else():
+                m.d.sync += [sv.eq(0), count.eq(0)]
+                m.next = next_state
+
+    @staticmethod
+    def _requant_beats(m, values, lane, lanes, fed, results, out_word, rq_in_valid, rq_in,
+                       rq_done, rq_out, wdata, D):
+        """Requantise ``values[lane][0..D-1]`` into one beat per lane and send it."""
+        P = len(values)
+        with m.If(fed < D):
+            sel = Array(Array(row) for row in values)
+            m.d.comb += [rq_in_valid.eq(1), rq_in.eq(sel[lane][fed])]
+            m.d.sync += fed.eq(fed + 1)
+        with m.If(rq_done):
+            m.d.sync += [out_word.eq(Cat(out_word[8:], rq_out)), results.eq(results + 1)]
+        m.d.comb += [wdata.valid.eq(results == D), wdata.payload.data.eq(out_word)]
+        with m.If((results == D) & wdata.ready):
+            m.d.sync += [lane.eq(lane + 1), fed.eq(0), results.eq(0)]
+        del P
