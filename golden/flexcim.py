@@ -33,7 +33,8 @@ __all__ = [
     "NM_CANDIDATES", "DENSE", "nm_log2", "check_mode", "compress_nm", "decompress_nm",
     "wrap", "sparse_matmul", "sparse_matvec", "tile_length", "tile_weights",
     "tile_activations", "macro_run", "pack_lanes", "unpack_lanes", "weight_beats",
-    "activation_beats", "output_beats", "macro_matmul",
+    "activation_beats", "output_beats", "macro_matmul", "session", "random_steps",
+    "real_steps",
 ]
 
 #: The N:M patterns FLOW chooses from and the macro runs: N in {1, 2, 4, 8}, M in {4, 8, 16},
@@ -260,3 +261,84 @@ def output_beats(y: np.ndarray, acc_bits: int) -> list[dict]:
     """One output beat per vector: ``data`` = the ``cols`` accumulators (``acc_bits`` lanes),
     ``first = last = 1``."""
     return [{"data": pack_lanes(row, acc_bits), "first": 1, "last": 1} for row in y]
+
+
+def session(steps, cfg) -> tuple[list[tuple[str, list[dict]]], list[dict]]:
+    """Stream traffic and expected outputs of a sequence of weight loads and runs.
+
+    ``steps``: ``("load", n, m, values, indices)`` (compact weights of at most ``cfg.cols``
+    outputs) and ``("run", x, inputs)`` (integer activations (T, K); ``inputs`` trims each
+    vector's trailing beats as :func:`activation_beats` does, or ``None``). ``cfg`` has
+    ``rows``, ``cols``, ``submacros``, ``acc_bits``, ``act_lanes`` and ``index_bits`` (a
+    :class:`hw.flexcim.FlexCiMConfig`). Returns ``[(stream, beats), ...]`` in order
+    (``"weight"`` or ``"act"``) and the expected output beats. A run uses as many tiles as the
+    last load holds.
+    """
+    traffic, expected = [], []
+    loaded = None
+    for step in steps:
+        if step[0] == "load":
+            _, n, m, values, indices = step
+            w, idx = tile_weights(values, indices, n, m, cfg.rows, cfg.cols)
+            traffic.append(("weight", weight_beats(w, idx, n, m, cfg.index_bits)))
+            loaded = (n, m, w, idx)
+        elif step[0] == "run":
+            _, x, inputs = step
+            n, m, w, idx = loaded
+            xt = tile_activations(x, n, m, cfg.rows, w.shape[0])
+            traffic.append(("act", activation_beats(xt, cfg.act_lanes, inputs=inputs)))
+            y = macro_run(w, idx, xt, n, m, cfg.submacros, cfg.acc_bits)
+            expected += output_beats(y, cfg.acc_bits)
+        else:
+            raise ValueError(f"unknown step {step[0]!r}")
+    return traffic, expected
+
+
+def random_steps(cfg, rng: np.random.Generator, *, vectors: int = 2) -> list[tuple]:
+    """Test traffic for ``cfg`` (a :class:`hw.flexcim.FlexCiMConfig`): every pattern of
+    ``cfg.modes`` once in a random order and the first again at the end (N:M switches between
+    runs, no reset), each with random int8 weights (full range, some outputs unused), a random
+    number of tiles up to ``cfg.depth`` and ``vectors`` random activation vectors, the second
+    run of each load ending early (trailing beats not sent)."""
+    modes = list(cfg.modes)
+    order = [modes[k] for k in rng.permutation(len(modes))]
+    steps = []
+    for n, m in order + order[:1]:
+        outs = int(rng.integers(max(1, cfg.cols - 1), cfg.cols + 1))
+        groups = int(rng.integers(1, cfg.depth * cfg.rows // n + 1))
+        k = groups * m
+        w = rng.integers(-128, 128, (outs, k))
+        values, indices = compress_nm(w, n, m, rng.random(w.shape))
+        steps.append(("load", n, m, values, indices))
+        steps.append(("run", rng.integers(-128, 128, (vectors, k)), None))
+        steps.append(("run", rng.integers(-128, 128, (1, k)), k))
+    return steps
+
+
+def real_steps(cfg, layer: str = "blk.2.ffn_down", tokens: int = 3,
+               modes=((2, 4), (1, 8), (4, 8))) -> list[tuple]:
+    """Traffic with real SmolLM2 weights and activations: the int8 per-channel codes of the
+    first ``cfg.cols`` outputs of ``layer`` (the first ``K`` inputs, ``K`` as many as
+    ``cfg.depth`` tiles hold), Wanda-pruned to each of ``modes`` (those ``cfg`` offers) with
+    input norms from the same ``tokens`` evaluation tokens whose int8 activation codes are
+    then run."""
+    from golden.models.evaluate import load_eval_tokens
+    from golden.models.quant import quantize_per_channel, quantize_per_token
+    from golden.models.smollm2 import Capture, SmolLM2
+
+    model = SmolLM2()
+    block = int(layer.split(".")[1])
+    capture = Capture(layers=[block], what=("linear_inputs",))
+    model.forward(load_eval_tokens(tokens), capture=capture)
+    x_float = capture.records[layer + ".in"]
+    norms = np.sqrt(np.sum(np.square(x_float, dtype=np.float64), axis=0))
+    steps = []
+    for n, m in modes:
+        if (n, m) not in cfg.modes:
+            continue
+        k = min(x_float.shape[1], cfg.depth * cfg.rows * m // n) // m * m
+        w = quantize_per_channel(model.weights[layer + ".weight"][:cfg.cols, :k], 8).codes
+        x = quantize_per_token(x_float[:, :k], 8).codes.astype(np.int64)
+        values, indices = compress_nm(w, n, m, np.abs(w.astype(np.float64)) * norms[None, :k])
+        steps += [("load", n, m, values, indices), ("run", x, None)]
+    return steps
