@@ -76,7 +76,7 @@ __all__ = [
     "weight_word", "multiplier_operand", "packed_multiply", "packing_bounds",
     "saturate", "requantize", "wrap", "ACC_BITS",
     "PEArrayModel", "gemv_beats", "gemv_result", "gemm_beats", "gemm_result",
-    "LambdaKVManager",
+    "LambdaKVManager", "smollm2_tensors", "mixed_workload", "kv_command_sequence",
 ]
 
 #: Run-time modes of the PE, in the encoding of the hardware's ``mode`` field.
@@ -600,3 +600,66 @@ def smollm2_tensors(prompt: str = "The capital of France is", layer: int = 0) ->
             "k4": quantize_kv(rec["k"][0], 4, 64).codes,
         }
     return _REAL[key]
+
+
+# --- stimulus shared by the amaranth.sim and cocotb tests -----------------------------------
+
+def mixed_workload(rng: np.random.Generator, rows: int, cols: int) -> list[dict]:
+    """Runs in every mode and both dataflows, back to back, with extremes (-128, 127, largest
+    codes) and a saturating requantisation shift; short runs (1 beat) too."""
+    R, C = rows, cols
+    beats = []
+    order = [("w8a8", 0), ("w4a8", 1), ("w2a8", 0), ("a8kv4", 1), ("sparse24", 0),
+             ("w2a8", 1), ("sparse24", 1), ("w8a8", 1), ("a8kv4", 0), ("w4a8", 0)]
+    for n, (mode, gemm) in enumerate(order):
+        k = int(rng.integers(1, 7)) * 4
+        tokens = R if gemm else 1
+        x = rng.integers(-128, 128, (tokens, k))
+        x[:, ::3] = -128
+        if mode in ("w8a8", "sparse24"):
+            w = rng.integers(-128, 128, (R * C + 1, k))
+            w[:, 1::4] = -128
+        else:
+            levels = (1 << CODE_BITS[mode]) - 1
+            w = rng.integers(0, levels + 1, (2 * R * C + 1, k))
+            w[0] = levels
+        if mode == "sparse24":
+            w = prune_24(w)
+        shift = [0, 4, 9, 31][n % 4]
+        if gemm:
+            beats += gemm_beats(mode, x, w, rows=R, cols=C, shift=shift)
+        else:
+            beats += gemv_beats(mode, x[0], w, rows=R, cols=C, shift=shift)
+    # a one-beat run
+    beats += gemv_beats("w8a8", np.array([-128]), np.full((R * C, 1), -128), rows=R, cols=C)
+    # random filler where the mode and dataflow read nothing: must not matter
+    for beat in beats:
+        name = MODE_NAMES[beat["mode"]]
+        for r in range(R):
+            if beat["gemm"] == 0 and r:
+                beat["act"][r] = [int(v) for v in rng.integers(-128, 128, 4)]
+            elif name != "sparse24":
+                beat["act"][r][1:] = [int(v) for v in rng.integers(-128, 128, 3)]
+        for p in range(R * C):
+            if beat["gemm"] and p >= C:
+                beat["wgt"][p] = int(rng.integers(0, 1 << 10))
+            elif name != "sparse24":
+                unused = ((1 << 10) - (1 << (2 * CODE_BITS[name] if name != "w8a8" else 8)))
+                beat["wgt"][p] |= int(rng.integers(0, 1 << 10)) & unused
+    return beats
+
+
+def kv_command_sequence(seed: int, appends: int = 300) -> list[str]:
+    """Appends with a read after most, past several ring wrap-arounds and, with 8-bit
+    positions, past the position counter's wrap; clears and no-ops in between."""
+    rng = np.random.default_rng(seed)
+    ops = ["read", "append", "read"]
+    for n in range(appends):
+        ops.append("append")
+        if rng.random() < 0.5 or n > appends - 10:
+            ops.append("read")
+        if n == 40:
+            ops += ["clear", "read", "append", "read"]
+        if rng.random() < 0.05:
+            ops.append("noop")
+    return ops

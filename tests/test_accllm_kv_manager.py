@@ -1,7 +1,5 @@
 """amaranth.sim tests of the Λ-shaped KV cache manager against golden.accllm.LambdaKVManager."""
 
-import random
-
 import pytest
 
 from golden import accllm as g
@@ -19,22 +17,6 @@ CONFIGS = [PRESETS["tiny"], KVManagerConfig(sink=0, window=3, entry_words=1, add
 def golden_of(cfg: KVManagerConfig) -> g.LambdaKVManager:
     return g.LambdaKVManager(cfg.sink, cfg.window, cfg.entry_words, cfg.base, cfg.addr_width,
                              cfg.pos_width)
-
-
-def command_sequence(cfg: KVManagerConfig, seed: int) -> list[str]:
-    """Appends with a read after most, past several ring wrap-arounds and, with 8-bit
-    positions, past the position counter's wrap; clears and no-ops in between."""
-    rng = random.Random(seed)
-    ops = ["read", "append", "read"]
-    for n in range(300):
-        ops.append("append")
-        if rng.random() < 0.5 or n > 290:
-            ops.append("read")
-        if n == 40:
-            ops += ["clear", "read", "append", "read"]
-        if rng.random() < 0.05:
-            ops.append("noop")
-    return ops
 
 
 def run_manager(cfg, ops, *, stalls=("none", "none"), seed=0):
@@ -64,7 +46,7 @@ def run_manager(cfg, ops, *, stalls=("none", "none"), seed=0):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"s{c.sink}w{c.window}")
 @pytest.mark.parametrize("stalls", STALLS, ids=lambda s: f"{s[0]}-{s[1]}")
 def test_manager_matches_golden(cfg, stalls):
-    ops = command_sequence(cfg, 0)
+    ops = g.kv_command_sequence(0)
     received, expected = run_manager(cfg, ops, stalls=stalls, seed=1)
     assert received == expected
     assert any(b["evict"] for b in expected)

@@ -37,44 +37,12 @@ def run_array(cfg: PEArrayConfig, beats: list[dict], *, stalls=("none", "none"),
     return received, expected
 
 
-def random_workload(rng: np.random.Generator, cfg: PEArrayConfig) -> list[dict]:
-    """Runs in every mode and both dataflows, back to back, with extremes (-128, 127, largest
-    codes) and a saturating requantisation shift; short runs (1 beat) too."""
-    R, C = cfg.rows, cfg.cols
-    beats = []
-    order = [("w8a8", 0), ("w4a8", 1), ("w2a8", 0), ("a8kv4", 1), ("sparse24", 0),
-             ("w2a8", 1), ("sparse24", 1), ("w8a8", 1), ("a8kv4", 0), ("w4a8", 0)]
-    for n, (mode, gemm) in enumerate(order):
-        k = int(rng.integers(1, 7)) * 4
-        tokens = R if gemm else 1
-        x = rng.integers(-128, 128, (tokens, k))
-        x[:, ::3] = -128
-        if mode in ("w8a8", "sparse24"):
-            w = rng.integers(-128, 128, (R * C + 1, k))
-            w[:, 1::4] = -128
-        else:
-            levels = (1 << g.CODE_BITS[mode]) - 1
-            w = rng.integers(0, levels + 1, (2 * R * C + 1, k))
-            w[0] = levels
-        if mode == "sparse24":
-            w = g.prune_24(w)
-        shift = [0, 4, 9, 31][n % 4]
-        if gemm:
-            beats += g.gemm_beats(mode, x, w, rows=R, cols=C, shift=shift)
-        else:
-            beats += g.gemv_beats(mode, x[0], w, rows=R, cols=C, shift=shift)
-    # a one-beat run and random filler in unused lanes and index bits must not matter
-    one = g.gemv_beats("w8a8", np.array([-128]), np.full((R * C, 1), -128), rows=R, cols=C)
-    beats += one
-    return beats
-
-
 @pytest.mark.parametrize("cfg", [PEArrayConfig(2, 2), PEArrayConfig(1, 3)],
                          ids=lambda c: f"{c.rows}x{c.cols}")
 @pytest.mark.parametrize("stalls", STALLS, ids=lambda s: f"{s[0]}-{s[1]}")
 @pytest.mark.parametrize("seed", [0, 1])
 def test_modes_and_dataflows_back_to_back(cfg, stalls, seed):
-    beats = random_workload(np.random.default_rng(seed), cfg)
+    beats = g.mixed_workload(np.random.default_rng(seed), cfg.rows, cfg.cols)
     received, expected = run_array(cfg, beats, stalls=stalls, seed=seed)
     assert received == expected
 
