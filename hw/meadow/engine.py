@@ -615,6 +615,7 @@ class MeadowEngine(wiring.Component):
                             m.next = "W_CMD"
 
             with m.State("DONE"):
+                m.d.sync += cycles.eq(cycles)      # the report holds still until taken
                 m.d.comb += [self.o_done.valid.eq(1), self.o_done.payload.cycles.eq(cycles),
                              self.o_done.payload.error.eq(error)]
                 with m.If(self.o_done.ready):
