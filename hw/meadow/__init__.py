@@ -6,13 +6,16 @@ weight unpacking / index look-up unit (``meadow_wilu``).
 """
 
 from ..registry import BlockInfo
-from . import engine
+from . import engine, wilu
 from .engine import EngineConfig, MeadowEngine
+from .wilu import WILU, WILUConfig
 
-__all__ = ["EngineConfig", "MeadowEngine"]
+__all__ = ["EngineConfig", "MeadowEngine", "WILU", "WILUConfig"]
 
 BLOCKS = [
     BlockInfo("meadow", "meadow", MeadowEngine, EngineConfig, engine.PRESETS,
               "MEADOW engine: P token-parallel PEs, integer softmax, TPHS/GEMM attention, "
               "linear layers, memory port"),
+    BlockInfo("meadow_wilu", "meadow", WILU, WILUConfig, wilu.PRESETS,
+              "weight unpacking / index look-up: packed chunk IDs -> weight chunks"),
 ]
