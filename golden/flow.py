@@ -20,7 +20,9 @@ parameter budget:
 * each layer ``i`` with ``P_i`` weights picks ``(N, M)`` from :data:`golden.flexcim.NM_CANDIDATES`
   (or stays dense when it is listed in ``dense``);
 * constraint: the parameter-weighted mean sparsity ``sum_i P_i (1 - N_i/M_i) / sum_i P_i``
-  (dense layers count as 0) is at least ``target``;
+  (dense layers count as 0) is at least ``target`` and at most ``target + tolerance`` (so that
+  FLOW is compared with uniform N:M at the same sparsity; with every candidate at least 50%
+  sparse, a 50% target leaves only the choice of ``M``);
 * objective: minimise ``sum_i (log2(N_i/M_i) - a_i)^2 + locality_weight * (log2 M_i - b_i)^2``
   with the targets ``a_i = log2(1 - target) + spread * u_i`` and ``b_i = 2 + 2 * v_i``, where
   ``u_i`` in [-1, 1] is the rank of ``O_i`` among the layers and ``v_i`` in [0, 1] the rank of
@@ -149,6 +151,7 @@ def mean_sparsity(choices: Mapping[str, tuple[int, int]], params: Mapping[str, i
 
 def choose_nm(stats: Mapping[str, LayerStats], target: float, *,
               dense: Iterable[str] = (), spread: float = 1.0, locality_weight: float = 1.0,
+              tolerance: float = 0.01,
               candidates: Iterable[tuple[int, int]] = NM_CANDIDATES) -> FlowPlan:
     """The exact FLOW choice (module docstring) by dynamic programming.
 
@@ -158,6 +161,8 @@ def choose_nm(stats: Mapping[str, LayerStats], target: float, *,
     Raises ``ValueError`` if no choice meets ``target``.
     """
     _check_target(target)
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be at least 0, not {tolerance!r}")
     candidates = tuple(candidates)
     for n, m in candidates:
         check_mode(n, m)
@@ -175,7 +180,9 @@ def choose_nm(stats: Mapping[str, LayerStats], target: float, *,
     total_units = sum(units.values())
     # kept sixteenths: sum_i units_i * kept16_i <= (1 - target) * 16 * total_units
     budget = math.floor((1 - target) * 16 * total_units + 1e-9)
+    floor_units = math.ceil((1 - target - tolerance) * 16 * total_units - 1e-9)
     budget -= 16 * sum(units[k] for k in dense)
+    floor_units = max(0, floor_units - 16 * sum(units[k] for k in dense))
     if budget < 0:
         raise ValueError(f"the dense layers alone exceed the budget of target {target}")
     a, b = _targets(stats, names, target, spread)
@@ -196,8 +203,10 @@ def choose_nm(stats: Mapping[str, LayerStats], target: float, *,
             new[step:][better] = shifted[better]
             pick[step:][better] = c
         cost, picks[i] = new, pick
+    cost[:floor_units] = inf
     if not np.isfinite(cost).any():
-        raise ValueError(f"no choice of {candidates} reaches sparsity {target}")
+        raise ValueError(f"no choice of {candidates} has a sparsity in [{target}, "
+                         f"{target + tolerance}]")
     state = int(np.argmin(cost))
     best = float(cost[state])
     choices: dict[str, tuple[int, int]] = {}
@@ -213,7 +222,7 @@ def choose_nm(stats: Mapping[str, LayerStats], target: float, *,
 
 def choose_nm_exhaustive(stats: Mapping[str, LayerStats], target: float, *,
                          dense: Iterable[str] = (), spread: float = 1.0,
-                         locality_weight: float = 1.0,
+                         locality_weight: float = 1.0, tolerance: float = 0.01,
                          candidates: Iterable[tuple[int, int]] = NM_CANDIDATES
                          ) -> tuple[float, dict[str, tuple[int, int]]]:
     """The same programme by trying every assignment (a reference for a few layers):
@@ -226,7 +235,7 @@ def choose_nm_exhaustive(stats: Mapping[str, LayerStats], target: float, *,
     best, best_choice = math.inf, {}
     for combo in itertools.product(candidates, repeat=len(names)):
         choices = dict(zip(names, combo, strict=True)) | {k: DENSE for k in dense}
-        if mean_sparsity(choices, params) < target - 1e-12:
+        if not target - 1e-12 <= mean_sparsity(choices, params) <= target + tolerance + 1e-12:
             continue
         cost = sum(choice_cost(nm, a[i], b[i], locality_weight) for i, nm in enumerate(combo))
         if cost < best - 1e-12:
@@ -245,8 +254,8 @@ def smollm2_layer_names(n_layers: int = 30) -> list[str]:
 
 def flow_plan(weights: Mapping[str, np.ndarray], input_norms: Mapping[str, np.ndarray],
               target: float, *, n_layers: int = 30, dense_first_last: bool = False,
-              multiple: float = 5.0, spread: float = 1.0,
-              locality_weight: float = 1.0) -> FlowPlan:
+              multiple: float = 5.0, spread: float = 1.0, locality_weight: float = 1.0,
+              tolerance: float = 0.01) -> FlowPlan:
     """FLOW on SmolLM2 weights (GGUF names) with calibration input norms
     (:func:`golden.models.quant.calibrate_input_norms`). ``dense_first_last`` keeps the
     linear layers of the first and the last block dense."""
@@ -255,7 +264,7 @@ def flow_plan(weights: Mapping[str, np.ndarray], input_norms: Mapping[str, np.nd
     dense = [k for k in names if k.startswith(("blk.0.", f"blk.{n_layers - 1}."))] \
         if dense_first_last else []
     return choose_nm(stats, target, dense=dense, spread=spread,
-                     locality_weight=locality_weight)
+                     locality_weight=locality_weight, tolerance=tolerance)
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,8 @@ PRESETS: dict[str, FlexCiMConfig] = {
                           depth=4),
     "wide_m": FlexCiMConfig(rows=16, cols=4, submacros=2, max_m=16, act_lanes=64),
     "narrow_input": FlexCiMConfig(act_lanes=16),
+    # a whole 1:8 tile per beat: every pattern runs at one tile per cycle
+    "full_rate": FlexCiMConfig(act_lanes=128),
 }
 
 
