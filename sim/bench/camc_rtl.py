@@ -9,7 +9,7 @@ from hw.camc.lz4_decompressor import LZ4Decompressor, LZ4DecompressorConfig
 from sim.stalls import stall_pattern
 from sim.stream import simulate, stream_get, stream_put
 
-__all__ = ["compressor_throughput", "decompressor_throughput"]
+__all__ = ["compressor_throughput", "decompressor_throughput", "run_controller"]
 
 
 def compressor_throughput(cfg: LZ4CompressorConfig, blocks, *, stalls=("none", "none"),
@@ -119,3 +119,118 @@ def decompressor_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int 
 
     simulate(dut, bench)
     return result
+
+
+def _value_beats(values, lanes: int, width: int) -> list[dict]:
+    values = [int(v) for v in values]
+    values += [0] * (-len(values) % lanes)
+    beats = []
+    for start in range(0, len(values), lanes):
+        word = sum(v << (width * k) for k, v in enumerate(values[start:start + lanes]))
+        beats.append({"data": word, "first": int(start == 0),
+                      "last": int(start + lanes >= len(values))})
+    return beats
+
+
+def _beat_values(beats, lanes: int, width: int) -> list[int]:
+    mask = (1 << width) - 1
+    return [(b["data"] >> (width * k)) & mask for b in beats for k in range(lanes)]
+
+
+def run_controller(cfg, commands, *, stalls=("none", "none", "none"), seed: int = 0,
+                   timing=None, dram=None, timeout: int | None = None,
+                   pause_after: int | None = None, on_pause=None) -> dict:
+    """Run ``commands`` through :class:`hw.camc.controller.CAMCController` in ``amaranth.sim``
+    with :class:`sim.dram.DRAMModel` behind its memory port.
+
+    ``commands`` are ``(block, write, precision, values)``: ``values`` (any length) for a
+    write, ``None`` for a read (``precision`` is the command's field; a write ignores it).
+    ``stalls`` names the patterns (:mod:`sim.stalls`) on ``i_cmd`` and ``i``, on ``o`` and
+    ``o_status`` (back-pressure), and ``timing`` is the DRAM's :class:`sim.dram.DRAMTiming`.
+    ``dram`` reuses a model (its storage carries over); pass one to corrupt memory between
+    runs. With ``pause_after = k``, the first ``k`` commands run to their last status, then
+    ``on_pause(dram)`` is called (to corrupt memory behind the controller's back) and the
+    rest follow.
+
+    Returns ``{"reads": [values per read command], "statuses": [...], "counters": {...},
+    "dram": model, "cycles", "first_cycle", "left_over"}``; ``cycles`` runs from the first
+    command taken to the last status (or read value) delivered; ``left_over`` is true if
+    ``o`` or ``o_status`` offered anything in the 64 cycles after.
+    """
+    from hw.camc.controller import CAMCController
+    from sim.dram import DRAMModel, DRAMTiming
+
+    dut = CAMCController(cfg)
+    width, lanes = cfg.width, cfg.values_per_cycle
+    dram = dram or DRAMModel(cfg.memory_port, timing or DRAMTiming(), words=cfg.memory_words)
+    cmds = [{"block": b, "write": int(w), "precision": p} for b, w, p, _ in commands]
+    value_beats = [beat for b, w, p, v in commands if w
+                   for beat in _value_beats(v, lanes, width)]
+    reads = sum(1 for c in commands if not c[1])
+    read_beats = reads * cfg.block_values // lanes
+    budget = timeout or 200 + 12 * len(commands) * (cfg.block_bytes + 64)
+    result = {"cycle": 0, "first": None, "end": 0}
+
+    async def clock(ctx):
+        while True:
+            _, _, valid, ready = await ctx.tick().sample(dut.i_cmd.valid, dut.i_cmd.ready)
+            result["cycle"] += 1
+            if valid and ready and result["first"] is None:
+                result["first"] = result["cycle"]
+
+    async def memory(ctx):
+        await dram.process(ctx, dut.mem)
+
+    split = len(cmds) if pause_after is None else pause_after
+    statuses = []
+
+    async def put_cmds(ctx):
+        stall = stall_pattern(stalls[0], seed)
+        await stream_put(ctx, dut.i_cmd, cmds[:split], stall=stall)
+        while len(statuses) < split:
+            await ctx.tick()
+        if on_pause is not None:
+            on_pause(dram)
+        await stream_put(ctx, dut.i_cmd, cmds[split:], stall=stall)
+
+    async def put_values(ctx):
+        await stream_put(ctx, dut.i, value_beats, stall=stall_pattern(stalls[0], seed + 1))
+
+    async def get_values(ctx):
+        beats = await stream_get(ctx, dut.o, read_beats, timeout=budget,
+                                 backpressure=stall_pattern(stalls[1], seed + 2))
+        result["o"] = beats
+        result["end"] = max(result["end"], result["cycle"])
+
+    async def get_status(ctx):
+        backpressure = stall_pattern(stalls[2], seed + 3)
+        statuses.extend(await stream_get(ctx, dut.o_status, split, timeout=budget,
+                                         backpressure=backpressure))
+        statuses.extend(await stream_get(ctx, dut.o_status, len(cmds) - split, timeout=budget,
+                                         backpressure=backpressure))
+        result["s"] = statuses
+        result["end"] = max(result["end"], result["cycle"])
+        for _ in range(budget):
+            if "o" in result:
+                break
+            await ctx.tick()
+        left = False
+        for _ in range(64):
+            _, _, ov, sv = await ctx.tick().sample(dut.o.valid, dut.o_status.valid)
+            left = left or bool(ov) or bool(sv)
+        result["left_over"] = left
+        result["counters"] = {name: ctx.get(getattr(dut.counters, name)) for name in
+                              ("raw_written", "stored_written", "raw_read", "stored_read")}
+
+    simulate(dut, put_cmds, put_values, get_values, get_status,
+             background=[clock, memory])
+    beats = result["o"]
+    for k in range(reads):
+        chunk = beats[k * cfg.block_values // lanes:(k + 1) * cfg.block_values // lanes]
+        assert chunk[0]["first"] and chunk[-1]["last"] and \
+            not any(b["last"] for b in chunk[:-1]), f"read packet {k} is not one packet"
+    values = _beat_values(beats, lanes, width)
+    per_read = [values[k * cfg.block_values:(k + 1) * cfg.block_values] for k in range(reads)]
+    return {"reads": per_read, "statuses": result["s"], "counters": result["counters"],
+            "dram": dram, "cycles": result["end"] - (result["first"] or 0),
+            "left_over": result["left_over"]}
