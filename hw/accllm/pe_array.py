@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.accllm import ACC_BITS, FIELD_SHIFT, MODES
 
+from ..common.queue import Queue, QueueConfig
 from ..common.validate import check_int
 
 __all__ = ["PEArrayConfig", "PEArray", "ProcessingElement", "PRESETS", "LATENCY"]
@@ -47,6 +48,8 @@ MODE_BITS = 3
 SHIFT_BITS = 5
 #: Pipeline stages between an accepted beat and its products reaching the accumulators.
 LATENCY = 4
+#: Result rows the output queue holds.
+OUTPUT_QUEUE_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,8 @@ class PEArray(wiring.Component):
 
     Latency
     -------
-    Row 0 of a run's results is offered ``LATENCY`` (4) cycles after its last beat is taken.
+    Row 0 of a run's results is offered 8 cycles after the run's last beat is taken (4
+    pipeline stages, 2 requantiser stages, 2 through the output queue).
 
     Throughput
     ----------
@@ -227,7 +231,8 @@ class PEArray(wiring.Component):
 
     Resources
     ---------
-    ``rows * cols`` MULT18X18D; ``4 * 32 * rows * cols`` accumulator and buffer flip-flops.
+    ``rows * cols`` MULT18X18D; ``4 * 32 * rows * cols`` accumulator and buffer flip-flops;
+    an output queue of 4 result rows.
     """
 
     def __init__(self, cfg: PEArrayConfig):
@@ -291,23 +296,33 @@ class PEArray(wiring.Component):
         with m.If(capture):
             m.d.sync += [full.eq(1), row.eq(0), out_shift.eq(shift[-1])]
 
-        # requantisation of row 0 of the buffer: sat8(floor(acc / 2**shift) + rounding bit)
-        o = self.o.payload
+        # drain: row 0 of the buffer enters a two-stage requantiser (shift, then round and
+        # saturate) feeding an output queue; a row is issued only when the queue has room for
+        # it and for the rows already in the requantiser, so the requantiser never stalls
+        m.submodules.queue = queue = Queue(QueueConfig(depth=OUTPUT_QUEUE_DEPTH,
+                                                       payload=cfg.output_layout))
+        wiring.connect(m, wiring.flipped(self.o), queue.o)
+        stage_a, stage_b = Signal(), Signal()
+        in_flight = stage_a.as_unsigned() + stage_b.as_unsigned()
+        issue = full & (queue.level + in_flight < OUTPUT_QUEUE_DEPTH)
+
         shift_m1 = Signal(SHIFT_BITS)
         m.d.comb += shift_m1.eq(out_shift - 1)
-        m.d.comb += [self.o.valid.eq(full), o.row.eq(row), o.first.eq(row == 0),
-                     o.last.eq(row == R - 1), o.sum_a.eq(out_sum[0])]
-        for c in range(C):
-            for k in range(2):
-                value = out_acc[0][c][k]
-                shifted = Signal(signed(ACC_BITS + 1), name=f"rq_{c}_{k}")
-                m.d.comb += shifted.eq((value >> out_shift)
-                                       + Mux(out_shift == 0, 0, value.bit_select(shift_m1, 1)))
-                m.d.comb += [o.acc[c][k].eq(value),
-                             o.q[c][k].eq(Mux(shifted > 127, 127,
-                                              Mux(shifted < -128, -128, shifted)))]
-
-        with m.If(self.o.valid & self.o.ready):
+        a_payload = Signal(cfg.output_layout)
+        a_floor = [[Signal(signed(ACC_BITS), name=f"rq_floor_{c}_{k}") for k in range(2)]
+                   for c in range(C)]
+        a_half = [[Signal(name=f"rq_half_{c}_{k}") for k in range(2)] for c in range(C)]
+        m.d.sync += stage_a.eq(issue)
+        with m.If(issue):
+            m.d.sync += [a_payload.row.eq(row), a_payload.first.eq(row == 0),
+                         a_payload.last.eq(row == R - 1), a_payload.sum_a.eq(out_sum[0])]
+            for c in range(C):
+                for k in range(2):
+                    value = out_acc[0][c][k]
+                    m.d.sync += [a_payload.acc[c][k].eq(value),
+                                 a_floor[c][k].eq(value >> out_shift),
+                                 a_half[c][k].eq((out_shift != 0)
+                                                 & value.bit_select(shift_m1, 1))]
             for r in range(R - 1):
                 m.d.sync += out_sum[r].eq(out_sum[r + 1])
                 m.d.sync += [out_acc[r][c][k].eq(out_acc[r + 1][c][k])
@@ -315,4 +330,15 @@ class PEArray(wiring.Component):
             m.d.sync += row.eq(row + 1)
             with m.If(row == R - 1):
                 m.d.sync += full.eq(0)
+
+        # stage b: q = sat8(floor(acc / 2**shift) + rounding bit)
+        b_payload = Signal(cfg.output_layout)
+        m.d.sync += [stage_b.eq(stage_a), b_payload.eq(a_payload)]
+        for c in range(C):
+            for k in range(2):
+                rounded = Signal(signed(ACC_BITS + 1), name=f"rq_{c}_{k}")
+                m.d.comb += rounded.eq(a_floor[c][k] + a_half[c][k])
+                m.d.sync += b_payload.q[c][k].eq(
+                    Mux(rounded > 127, 127, Mux(rounded < -128, -128, rounded)))
+        m.d.comb += [queue.i.valid.eq(stage_b), queue.i.payload.eq(b_payload)]
         return m
