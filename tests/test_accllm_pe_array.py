@@ -4,6 +4,7 @@ mode and dataflow switches between runs without a reset."""
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
 
 from golden import accllm as g
 from hw.accllm.pe_array import PEArray, PEArrayConfig
@@ -37,7 +38,7 @@ def run_array(cfg: PEArrayConfig, beats: list[dict], *, stalls=("none", "none"),
     return received, expected
 
 
-@pytest.mark.parametrize("cfg", [PEArrayConfig(2, 2), PEArrayConfig(1, 3)],
+@pytest.mark.parametrize("cfg", [PEArrayConfig(2, 2), PEArrayConfig(1, 3), PEArrayConfig(1, 1)],
                          ids=lambda c: f"{c.rows}x{c.cols}")
 @pytest.mark.parametrize("stalls", STALLS, ids=lambda s: f"{s[0]}-{s[1]}")
 @pytest.mark.parametrize("seed", [0, 1])
@@ -85,6 +86,15 @@ def test_real_smollm2_tensors():
         else:
             got = g.gemm_result(mode, chunk, 2, outs, rows=2, cols=2)
         assert np.array_equal(got, reference), (kind, mode)
+
+
+def test_every_preset_elaborates():
+    import hw.accllm
+
+    for info in hw.accllm.BLOCKS:
+        for name, cfg in info.presets.items():
+            text = verilog.convert(info.component(cfg), name=f"{info.name}_{name}")
+            assert "i__ready" in text and "o__valid" in text
 
 
 def test_config_validation():

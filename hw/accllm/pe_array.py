@@ -108,6 +108,7 @@ class PEArrayConfig:
 PRESETS: dict[str, PEArrayConfig] = {
     "default": PEArrayConfig(4, 4),
     "tiny": PEArrayConfig(2, 2),
+    "pe": PEArrayConfig(1, 1),
     "large": PEArrayConfig(8, 8),
 }
 
