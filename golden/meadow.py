@@ -7,7 +7,8 @@ Everything integer here is the hardware contract: ``hw.meadow`` reproduces it bi
 Integer softmax (one row of int32 scores ``s`` with a visibility mask)
 ------------------------------------------------------------------------
 1. ``m = max(s[j])`` over the visible keys (at least one must be visible).
-2. ``d = min(m - s[j], DIFF_MAX)`` with ``DIFF_MAX = 2**17 - 1`` (17-bit saturation).
+2. ``d = min(m - s[j], DIFF_MAX)`` with ``DIFF_MAX = 2**21 - 1`` (21-bit saturation: exact
+   for int8 dot products of up to 64 lanes).
 3. ``idx = min((d * exp_mult + 2**(exp_shift-1)) >> exp_shift, EXP_ENTRIES - 1)`` (rounded)
    with ``exp_mult`` in ``[0, 2**16)`` and ``exp_shift`` in ``[1, 31]``;
    ``exp_mult / 2**exp_shift`` is the real score scale times ``EXP_STEPS_PER_UNIT`` (32 table
@@ -56,7 +57,7 @@ EXP_STEPS_PER_UNIT = 32
 EXP_FRAC_BITS = 15
 EXP_TABLE = np.array([round(2 ** EXP_FRAC_BITS * np.exp(-k / EXP_STEPS_PER_UNIT))
                       for k in range(EXP_ENTRIES)], dtype=np.int64)
-DIFF_MAX = 2 ** 17 - 1
+DIFF_MAX = 2 ** 21 - 1
 RECIP_BITS = 31
 PROB_SHIFT = 23
 PROB_ONE = 256

@@ -37,11 +37,14 @@ OP_LINEAR = 1
 # tests check they agree)
 EXP_ENTRIES = 256
 EXP_TABLE = [round(2 ** 15 * 2.718281828459045 ** (-k / 32)) for k in range(EXP_ENTRIES)]
-DIFF_MAX = 2 ** 17 - 1
+DIFF_MAX = 2 ** 21 - 1
 RECIP_BITS = 31
 PROB_SHIFT = 23
-# pipeline depth of the requantiser (select, multiply, shift/clamp)
-REQUANT_LATENCY = 3
+# pipeline depth of the requantiser (select, multiply, round, shift/clamp)
+REQUANT_LATENCY = 4
+# stages of the passes over the keys (the longest, EXP: score register, difference,
+# product, rounding, table read, exponential register, store)
+PASS_STAGES = 7
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,9 @@ class MeadowEngine(wiring.Component):
 
     Latency
     -------
-    The job's cycles are predicted by :func:`sim.perf.meadow.engine_cycles`: each pass over
-    the keys is ``keys`` cycles plus a pipeline of 3-4, each DRAM transfer its command, the
-    DRAM latency and its beats, each output beat ``dot_width + 4`` cycles.
+    The job's cycles are predicted by :func:`sim.perf.meadow.engine_job`: each pass over
+    the keys is ``keys`` cycles plus 8 (pipeline and exit), each DRAM transfer its command,
+    the DRAM latency and its beats, each output beat ``dot_width + 5`` cycles.
 
     Throughput
     ----------
@@ -221,13 +224,23 @@ class MeadowEngine(wiring.Component):
         # ---- PE array: P x D multipliers shared by Q·Kᵀ, P·V and linear ---------------------
         mul_a = [[Signal(signed(9), name=f"a{p}_{d}") for d in range(D)] for p in range(P)]
         mul_b = [Signal(signed(8), name=f"b{d}") for d in range(D)]
+        # operands are registered after the block RAMs (their read is slow), products after
+        # the multipliers, and the dot product is summed in two registered halves
+        op_a = [[Signal(signed(9), name=f"opa{p}_{d}") for d in range(D)] for p in range(P)]
+        op_b = [Signal(signed(8), name=f"opb{d}") for d in range(D)]
         prod = [[Signal(signed(17), name=f"prod{p}_{d}") for d in range(D)] for p in range(P)]
+        for d in range(D):
+            m.d.sync += op_b[d].eq(mul_b[d])
         for p in range(P):
             for d in range(D):
-                m.d.sync += prod[p][d].eq(mul_a[p][d] * mul_b[d])
+                m.d.sync += [op_a[p][d].eq(mul_a[p][d]), prod[p][d].eq(op_a[p][d] * op_b[d])]
+        parts = [[Signal(signed(24), name=f"part{p}_{g}") for g in range(-(-D // 4))]
+                 for p in range(P)]
         tree = [Signal(signed(32), name=f"tree{p}") for p in range(P)]
         for p in range(P):
-            m.d.sync += tree[p].eq(sum(prod[p]))
+            for g, part in enumerate(parts[p]):
+                m.d.sync += part.eq(sum(prod[p][4 * g:4 * g + 4]))
+            m.d.sync += tree[p].eq(sum(parts[p]))
         q_reg = [Signal(word, name=f"q{p}") for p in range(P)]
         acc = [[Signal(signed(32), name=f"acc{p}_{d}") for d in range(D)] for p in range(P)]
         lin_acc = [Signal(signed(32), name=f"lin{p}") for p in range(P)]
@@ -237,11 +250,13 @@ class MeadowEngine(wiring.Component):
         remainder = [Signal(33, name=f"rem{p}") for p in range(P)]
 
         # pipeline valid bits and key tags of the passes over the keys
-        v1, v2, v3, v4 = (Signal(name=f"v{i}") for i in range(1, 5))
-        j1, j2, j3, j4 = (Signal(keys_range, name=f"j{i}") for i in range(1, 5))
-        m.d.sync += [v2.eq(v1), v3.eq(v2), v4.eq(v3), j2.eq(j1), j3.eq(j2), j4.eq(j3)]
+        valid = [None] + [Signal(name=f"v{i}") for i in range(1, PASS_STAGES + 1)]
+        tag = [None] + [Signal(keys_range, name=f"j{i}") for i in range(1, PASS_STAGES + 1)]
+        for i in range(2, PASS_STAGES + 1):
+            m.d.sync += [valid[i].eq(valid[i - 1]), tag[i].eq(tag[i - 1])]
+        v1, j1 = valid[1], tag[1]
         m.d.sync += v1.eq(0)
-        pipe_busy = v1 | v2 | v3 | v4
+        pipe_busy = Cat(*valid[1:]).any()
 
         def visible(p, j):
             return (j <= lane_limit[p]) & (p < n_tok)
@@ -251,17 +266,18 @@ class MeadowEngine(wiring.Component):
         rq_in = Signal(signed(32))
         rq_a = Signal(signed(32))
         rq_prod = Signal(signed(49))
+        rq_sum = Signal(signed(50))
         rq_out = Signal(signed(8))
-        rq_v = Signal(3)
+        rq_v = Signal(REQUANT_LATENCY)
         m.d.comb += rq_in_valid.eq(0)
-        m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:2])), rq_a.eq(rq_in),
-                     rq_prod.eq(rq_a * desc.out_mult)]
+        m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:-1])), rq_a.eq(rq_in),
+                     rq_prod.eq(rq_a * desc.out_mult),
+                     rq_sum.eq(rq_prod + ((Const(1, 50) << desc.out_shift) >> 1))]
         rounded = Signal(signed(50))
-        m.d.comb += rounded.eq((rq_prod + ((Const(1, 50) << desc.out_shift) >> 1))
-                               >> desc.out_shift)
+        m.d.comb += rounded.eq(rq_sum >> desc.out_shift)
         clamped = Mux(rounded > 127, 127, Mux(rounded < -127, -127, rounded))
         m.d.sync += rq_out.eq(Mux(desc.relu & desc.op & (clamped < 0), 0, clamped))
-        rq_done = rq_v[2]
+        rq_done = rq_v[-1]
 
         # ---- defaults -------------------------------------------------------------------------
         m.d.comb += [
@@ -373,7 +389,8 @@ class MeadowEngine(wiring.Component):
                         m.next = "QK"
 
             with m.State("QK"):
-                # stage 0: read K[j]; 1: products; 2: dot products; 3: store score, max
+                # 0: read K[j]; 1: operands; 2: products; 3: half sums; 4: dot products;
+                # 5: store the scores, update the running max
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 kvec = vec(k_rd.data, 8, D, True)
@@ -383,11 +400,11 @@ class MeadowEngine(wiring.Component):
                         m.d.comb += mul_a[p][d].eq(qv[d])
                 for d in range(D):
                     m.d.comb += mul_b[d].eq(kvec[d])
-                with m.If(v3):
-                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(j3),
+                with m.If(valid[5]):
+                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[5]),
                                  s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
                     for p in range(P):
-                        with m.If(visible(p, j3) & (tree[p] > score_max[p])):
+                        with m.If(visible(p, tag[5]) & (tree[p] > score_max[p])):
                             m.d.sync += score_max[p].eq(tree[p])
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
@@ -415,29 +432,35 @@ class MeadowEngine(wiring.Component):
                         m.next = "EXP"
 
             with m.State("EXP"):
-                # 0: read score; 1: saturated difference; 2: times exp_mult, rounded;
-                # 3: table index, table read; 4: store e, sum
+                # 0: read scores; then the stages numbered below; 7: store e, add to sum
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 scores = vec(s_rd.data, 32, P, True)
+                e_regs = []
                 for p in range(P):
-                    diff = Signal(33, name=f"diff{p}")
-                    dsat = Signal(17, name=f"dsat{p}")
-                    scaled = Signal(34, name=f"scaled{p}")
+                    score = Signal(signed(32), name=f"score{p}")
+                    diff = Signal(signed(34), name=f"diff{p}")
+                    dsat = Signal(21, name=f"dsat{p}")
+                    scaled = Signal(37, name=f"scaled{p}")
+                    rounded_e = Signal(38, name=f"rounded{p}")
                     index = Signal(8, name=f"index{p}")
-                    m.d.comb += diff.eq(score_max[p] - scores[p])
-                    m.d.sync += dsat.eq(Mux(diff > DIFF_MAX, DIFF_MAX, diff))
-                    m.d.sync += scaled.eq(dsat * desc.exp_mult
-                                          + ((Const(1, 33) << desc.exp_shift) >> 1))
-                    shifted = scaled >> desc.exp_shift
+                    e_reg = Signal(16, name=f"e{p}")
+                    m.d.sync += score.eq(scores[p])                               # 2
+                    m.d.comb += diff.eq(score_max[p] - score)
+                    m.d.sync += dsat.eq(Mux(diff > DIFF_MAX, DIFF_MAX, diff))     # 3
+                    m.d.sync += scaled.eq(dsat * desc.exp_mult)                   # 4
+                    m.d.sync += rounded_e.eq(scaled + ((Const(1, 33) << desc.exp_shift)
+                                                       >> 1))                     # 5
+                    shifted = rounded_e >> desc.exp_shift
                     m.d.comb += index.eq(Mux(shifted > EXP_ENTRIES - 1, EXP_ENTRIES - 1,
                                              shifted))
-                    m.d.comb += lut_rd[p].addr.eq(index)
-                    with m.If(v4 & visible(p, j4)):
-                        m.d.sync += exp_sum[p].eq(exp_sum[p] + lut_rd[p].data)
-                m.d.comb += [s_wr.en.eq(v4), s_wr.addr.eq(j4),
-                             s_wr.data.eq(Cat(*[Cat(Mux(visible(p, j4), lut_rd[p].data, 0),
-                                                    Const(0, 16)) for p in range(P)]))]
+                    m.d.comb += lut_rd[p].addr.eq(index)                          # 6: read
+                    m.d.sync += e_reg.eq(Mux(visible(p, tag[6]), lut_rd[p].data, 0))  # 7
+                    e_regs.append(e_reg)
+                    with m.If(valid[7]):
+                        m.d.sync += exp_sum[p].eq(exp_sum[p] + e_reg)
+                m.d.comb += [s_wr.en.eq(valid[7]), s_wr.addr.eq(tag[7]),
+                             s_wr.data.eq(Cat(*[Cat(e, Const(0, 16)) for e in e_regs]))]
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     for p in range(P):
@@ -460,17 +483,19 @@ class MeadowEngine(wiring.Component):
                     m.next = "NORM"
 
             with m.State("NORM"):
-                # 0: read e; 1: e * recip; 2: store probability
+                # 0: read e; 1: register it; 2: e * recip; 3: store the probability
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 evec = vec(s_rd.data, 32, P)
                 probs = []
                 for p in range(P):
+                    e_in = Signal(16, name=f"ein{p}")
                     scaled_p = Signal(33, name=f"pscaled{p}")
-                    m.d.sync += scaled_p.eq(evec[p][:16] * recip[p])
+                    m.d.sync += [e_in.eq(evec[p][:16]), scaled_p.eq(e_in * recip[p])]
                     top = scaled_p >> PROB_SHIFT
                     probs.append(Mux(top > 255, 255, top[:8]))
-                m.d.comb += [p_wr.en.eq(v2), p_wr.addr.eq(j2), p_wr.data.eq(Cat(*probs))]
+                m.d.comb += [p_wr.en.eq(valid[3]), p_wr.addr.eq(tag[3]),
+                             p_wr.data.eq(Cat(*probs))]
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     m.next = "NORM_DONE"
@@ -497,7 +522,7 @@ class MeadowEngine(wiring.Component):
                         m.next = "PV"
 
             with m.State("PV"):
-                # 0: read probabilities and V[j]; 1: products; 2: accumulate
+                # 0: read probabilities and V[j]; 1: operands; 2: products; 3: accumulate
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 with m.If(count == 0):
@@ -511,7 +536,7 @@ class MeadowEngine(wiring.Component):
                         m.d.comb += mul_a[p][d].eq(pvec[p].as_unsigned())
                 for d in range(D):
                     m.d.comb += mul_b[d].eq(vvec[d])
-                with m.If(v2):
+                with m.If(valid[3]):
                     for p in range(P):
                         for d in range(D):
                             m.d.sync += acc[p][d].eq(acc[p][d] + prod[p][d])
@@ -560,7 +585,8 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += lin_acc[p].eq(0)
                 issue(w_addr, desc.chunks, 0, "W_STREAM")
             with m.State("W_STREAM"):
-                # 0: take a weight beat, read X chunk; 1: products; 2: dot products; 3: add
+                # 0: take a weight beat, read the X chunk; 1: operands; 2: products;
+                # 3: half sums; 4: dot products; 5: accumulate
                 w_reg = Signal(word)
                 m.d.comb += [rdata.ready.eq(count < desc.chunks)]
                 with m.If(rdata.valid & (count < desc.chunks)):
@@ -574,7 +600,7 @@ class MeadowEngine(wiring.Component):
                     m.d.comb += mul_b[d].eq(wvec[d])
                 # the X word must line up with the weight beat one cycle later
                 m.d.comb += x_rd.addr.eq(count)
-                with m.If(v3):
+                with m.If(valid[5]):
                     for p in range(P):
                         m.d.sync += lin_acc[p].eq(lin_acc[p] + tree[p])
                 with m.If((count == desc.chunks) & ~pipe_busy):

@@ -12,6 +12,8 @@ the layer count. ``overlap=True`` gives the double-buffered bound instead (each 
 
 from dataclasses import dataclass
 
+from hw.meadow.engine import PASS_STAGES, REQUANT_LATENCY
+
 __all__ = ["ModelDims", "OPT_125M", "SMOLLM2_135M", "EngineModel", "DRAM",
            "engine_job", "decoder_layer", "latency", "gbps_to_bytes_per_cycle"]
 
@@ -63,9 +65,12 @@ def gbps_to_bytes_per_cycle(gbps: float, clock_mhz: float = 100.0) -> float:
 
 # ---- the engine's sequencer, state by state ------------------------------------------------
 
-DIV_CYCLES = 32          # restoring divider, one quotient bit per cycle
-PASS_OVERHEAD = 5        # a pass over the keys: keys issue cycles + 4-stage pipeline + exit
-REQUANT_OVERHEAD = 4     # an output beat: dot_width feeds + 3-cycle requantiser + send
+
+
+DIV_CYCLES = 32                      # restoring divider, one quotient bit per cycle
+PASS_OVERHEAD = PASS_STAGES + 1      # a pass over the keys: issue, pipeline, exit
+REQUANT_OVERHEAD = REQUANT_LATENCY + 1   # an output: dot_width feeds, requantiser, send
+LINEAR_STREAM_OVERHEAD = 5 + 4       # weight row: dot-product pipeline (5) + exit
 
 
 def _interval(eng: EngineModel, dram: DRAM) -> float:
@@ -139,8 +144,9 @@ def engine_job(eng: EngineModel, dram: DRAM, job: dict, *, overlap: bool = False
         per_group = [
             1                                                  # L_GROUP
             + chunks * _read(n, eng, dram)                     # X
-            + N * (dram.latency + (chunks - 1) * w_interval + 6)   # W_CMD, W_STREAM
-            + N * (P + 4)                                      # L_REQUANT
+            + N * (dram.latency + (chunks - 1) * w_interval
+                   + LINEAR_STREAM_OVERHEAD)                   # W_CMD, W_STREAM
+            + N * (P + REQUANT_OVERHEAD)                       # L_REQUANT
             + (N // D) * (1 + n * max(1.0, r))                 # Y_CMD, Y_STORE
             for n in sizes]
         cycles = sum(per_group) + 1 + 1
