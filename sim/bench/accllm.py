@@ -176,7 +176,7 @@ def fpga_report(mode_rows: list[dict], cfg: PEArrayConfig) -> dict:
     report = json.loads(path.read_text())
     out = {"command": "make bitstream DESIGN=accllm", "report": report}
     fmax = report.get("fmax_mhz")
-    dsp = (report.get("utilisation") or {}).get("dsp") or report.get("dsp")
+    dsp = report.get("utilisation", {}).get("DSP", {}).get("used")
     if isinstance(fmax, int | float):
         out["gmacs_per_second"] = {r["mode"]: round(r["macs_per_cycle"] * fmax / 1000, 3)
                                    for r in mode_rows}
