@@ -152,7 +152,7 @@ def test_refused_descriptor_moves_no_data():
     descs = [dict(base, keys=0, tokens=1, heads=1, group=1, exp_shift=1, out_shift=1),
              dict(base, keys=TINY.max_keys + 1, tokens=1, heads=1, group=1, exp_shift=1,
                   out_shift=1),
-             dict(base, op=1, tokens=1, chunks=1, out_features=3, out_shift=1)]
+             dict(base, op=1, tokens=1, chunks=1, out_blocks=0, out_shift=1)]
     reports, commands = [], []
 
     async def source(ctx):

@@ -96,15 +96,15 @@ class EngineConfig:
         ``relu`` (linear), ``tokens``, ``keys``, ``heads``, ``group`` (query heads per KV head),
         ``q_offset`` (key ``j`` visible to token ``t`` iff ``j <= q_offset + t``),
         ``exp_mult``/``exp_shift`` (softmax), ``out_mult``/``out_shift`` (requantisation),
-        ``chunks`` (linear ``in_features / dot_width``), ``out_features`` (linear, a
-        multiple of ``dot_width``), and the word addresses ``a_base`` (Q or X), ``b_base`` (K
+        ``chunks`` (linear ``in_features / dot_width``), ``out_blocks`` (linear
+        ``out_features / dot_width``), and the word addresses ``a_base`` (Q or X), ``b_base`` (K
         or W), ``c_base`` (V), ``d_base`` (output), ``s_base`` (GEMM scratch)."""
         a = self.addr_width
         return data.StructLayout({
             "op": 1, "gemm": 1, "relu": 1,
-            "tokens": 16, "keys": 16, "heads": 8, "group": 8, "q_offset": 16,
-            "exp_mult": 16, "exp_shift": 5, "out_mult": 16, "out_shift": 6,
-            "chunks": 16, "out_features": 16,
+            "tokens": 16, "keys": range(2 * self.max_keys), "heads": 8, "group": 8,
+            "q_offset": 16, "exp_mult": 16, "exp_shift": 5, "out_mult": 16, "out_shift": 6,
+            "chunks": range(2 * self.max_chunks), "out_blocks": 12,
             "a_base": a, "b_base": a, "c_base": a, "d_base": a, "s_base": a,
         })
 
@@ -320,8 +320,7 @@ class MeadowEngine(wiring.Component):
                     bad_att = ((nd.keys == 0) | (nd.keys > cfg.max_keys) | (nd.heads == 0)
                                | (nd.group == 0) | (nd.exp_shift == 0))
                     bad_lin = ((nd.chunks == 0) | (nd.chunks > cfg.max_chunks)
-                               | (nd.out_features == 0) | (nd.out_features[:D.bit_length() - 1]
-                                                           != 0))
+                               | (nd.out_blocks == 0))
                     bad = (nd.tokens == 0) | (nd.out_shift == 0) | Mux(nd.op, bad_lin, bad_att)
                     m.d.sync += [error.eq(bad), q_addr.eq(nd.a_base), o_addr.eq(nd.d_base),
                                  k_addr.eq(nd.b_base), v_addr.eq(nd.c_base),
@@ -634,7 +633,8 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count + 1 == n_tok):
                         m.d.sync += [count.eq(0), y_addr.eq(y_addr + desc.tokens)]
-                        with m.If(n_out == desc.out_features):
+                        with m.If(n_out == Cat(Const(0, D.bit_length() - 1),
+                                               desc.out_blocks)):
                             m.d.sync += t0.eq(t0 + P)
                             m.next = "L_GROUP"
                         with m.Else():

@@ -85,7 +85,7 @@ def _layout(cfg: EngineConfig, job, base: int, dram: DRAMModel) -> tuple[dict, c
     D = cfg.dot_width
     desc = {"op": 0, "gemm": 0, "relu": 0, "tokens": 0, "keys": 0, "heads": 0, "group": 0,
             "q_offset": 0, "exp_mult": 0, "exp_shift": 0, "out_mult": 0, "out_shift": 0,
-            "chunks": 0, "out_features": 0, "a_base": 0, "b_base": 0, "c_base": 0,
+            "chunks": 0, "out_blocks": 0, "a_base": 0, "b_base": 0, "c_base": 0,
             "d_base": 0, "s_base": 0}
     if isinstance(job, AttentionJob):
         H, T, _ = job.q.shape
@@ -116,7 +116,7 @@ def _layout(cfg: EngineConfig, job, base: int, dram: DRAMModel) -> tuple[dict, c
     dram.load(a, _feature_major(job.x, D))
     dram.load(b, [pack_beat(job.w[n, c * D:(c + 1) * D]) for n in range(N)
                   for c in range(K // D)])
-    desc.update(op=OP_LINEAR, relu=int(job.relu), tokens=T, chunks=K // D, out_features=N,
+    desc.update(op=OP_LINEAR, relu=int(job.relu), tokens=T, chunks=K // D, out_blocks=N // D,
                 out_mult=job.mult, out_shift=job.shift, a_base=a, b_base=b, d_base=d)
 
     def read():
