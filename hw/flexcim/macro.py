@@ -75,7 +75,7 @@ class FlexCiMConfig:
     """
 
     rows: int = 16
-    cols: int = 8
+    cols: int = 4
     submacros: int = 2
     max_m: int = 8
     act_lanes: int = 32

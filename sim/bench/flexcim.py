@@ -4,7 +4,8 @@ uniform N:M, and the macro's dense-equivalent MACs per cycle for each N:M, measu
 
 * FLOW (:mod:`golden.flow`) on the float SmolLM2 with Wanda input norms from 128 tokens the
   model samples itself (:func:`golden.models.quant.wanda_input_norms`, the calibration of the
-  ``2:4-wanda`` variant), at 50%, 70% and 75% parameter-weighted sparsity; every variant
+  ``2:4-wanda`` variant), at 50%, 70% and 75% parameter-weighted sparsity (and smaller
+  ``spread`` settings as an ablation); every variant
   (FLOW and uniform) prunes by the same Wanda scores and keeps float32 arithmetic, so only
   the N:M choice differs. Perplexity on the bundled text, 512-token windows (``quick``: the
   first 1024 tokens).
@@ -30,6 +31,10 @@ __all__ = ["run"]
 WINDOW = 512
 QUICK_TOKENS = 1024
 TARGETS = (0.5, 0.7, 0.75)
+#: (target, spread) of each FLOW run: the default spread (1.0: a layer's density target moves
+#: up to one power of two with its outlier rank) at every target, and smaller spreads (0: the
+#: density target is the same for all layers, only M follows the locality) as an ablation
+FLOW_SETTINGS = [(t, 1.0) for t in TARGETS] + [(0.5, 0.0), (0.75, 0.5), (0.75, 0.0)]
 UNIFORM = [(2, 4), (4, 8), (8, 16), (1, 4), (2, 8)]
 MACRO_PRESETS = ("default", "full_rate", "wide_m", "narrow_input")
 VECTORS = 16
@@ -158,17 +163,17 @@ def _flow_figures(quick: bool) -> dict:
     if quick:
         tokens = tokens[:QUICK_TOKENS]
     plans = {}
-    for target in TARGETS:
-        plan = flow_plan(model.weights, norms, target)
+    for target, spread in FLOW_SETTINGS:
+        label = f"FLOW {round(target * 100)}%" + ("" if spread == 1.0 else f" spread {spread}")
+        plan = flow_plan(model.weights, norms, target, spread=spread)
         counts = collections.Counter(f"{n}:{m}" for n, m in plan.choices.values())
-        plans[target] = plan
-        print(f"  FLOW {target:.0%}: sparsity {plan.sparsity:.4f}, {dict(counts)}", flush=True)
+        plans[label] = plan
+        print(f"  {label}: sparsity {plan.sparsity:.4f}, {dict(counts)}", flush=True)
     variants = [("fp32", None, "dense float32")]
     for n, m in UNIFORM:
         variants.append((f"uniform {n}:{m}", (n, m), f"every block linear {n}:{m}"))
-    for target in TARGETS:
-        variants.append((f"FLOW {round(target * 100)}%", plans[target],
-                         f"FLOW per-layer N:M at {target:.0%} mean sparsity"))
+    for label, plan in plans.items():
+        variants.append((label, plan, f"FLOW per-layer N:M, target {plan.target:.0%}"))
     rows = []
     for k, (label, spec, description) in enumerate(variants):
         start = time.monotonic()
@@ -188,22 +193,23 @@ def _flow_figures(quick: bool) -> dict:
         print(f"[{k + 1}/{len(variants)}] {label}: perplexity {ppl:.3f} "
               f"({len(tokens)} tokens, {seconds} s)", flush=True)
     choices = {}
-    for target, plan in plans.items():
+    for label, plan in plans.items():
         summary = collections.defaultdict(collections.Counter)
         for name, (n, m) in plan.choices.items():
             summary[name.split(".")[2]][f"{n}:{m}"] += 1
-        choices[f"{round(target * 100)}%"] = {
-            "sparsity": round(plan.sparsity, 4), "cost": round(plan.cost, 4),
+        choices[label] = {
+            "target": plan.target, "sparsity": round(plan.sparsity, 4),
+            "cost": round(plan.cost, 4),
             "counts": dict(collections.Counter(f"{n}:{m}" for n, m in plan.choices.values())),
             "by_layer_kind": {kind: dict(c) for kind, c in summary.items()},
             "layers": {name: f"{n}:{m}" for name, (n, m) in plan.choices.items()},
-            "stats": {name: {"outlier_share": round(s.outlier_share, 6),
-                             "locality": round(s.locality, 6)}
-                      for name, s in plan.stats.items()},
         }
+    stats = {name: {"outlier_share": round(st.outlier_share, 6),
+                    "locality": round(st.locality, 6), "params": st.params}
+             for name, st in next(iter(plans.values())).stats.items()}
     return {"model": "SmolLM2-135M-Instruct", "calibration_tokens": WANDA_TOKENS,
             "window": WINDOW, "tokens": len(tokens), "outlier_multiple": 5.0,
-            "choices": choices, "perplexity": rows,
+            "choices": choices, "layer_stats": stats, "perplexity": rows,
             "seconds": round(time.monotonic() - started, 1)}
 
 
