@@ -8,7 +8,7 @@ small (blocks of at most 1 KiB) so the whole file takes under a minute with ``-n
 
 import pytest
 
-from hw.camc import lz4_compressor, lz4_decompressor
+from hw.camc import controller, lz4_compressor, lz4_decompressor
 from hw.camc.bitplane import BitplaneConfig
 from hw.camc.lz4_decompressor import LZ4DecompressorConfig
 from hw.registry import all_blocks, get_block
@@ -30,7 +30,15 @@ CASES = [
     ("lz4_decompressor", "small", lz4_decompressor.PRESETS["small"]),
     ("lz4_decompressor", "n4_1k", LZ4DecompressorConfig(max_block_bytes=1024,
                                                         output_bytes_per_cycle=4)),
+    ("camc_controller", "small", controller.PRESETS["small"]),
+    ("camc", "small2", controller.PRESETS["small2"]),
 ]
+
+# the controller runs a few thousand cycles per command under Icarus: one seed, three stall
+# pairs (free flow, slow sender against a random sink, and the reverse)
+EXTRA_ENV = {"camc_controller": {"LLMHW_SEEDS": "0", "LLMHW_STALLS": "none:none,heavy:random,"
+                                                                     "bursty:heavy"},
+             "camc": {"LLMHW_SEEDS": "1", "LLMHW_STALLS": "random:bursty"}}
 
 # Known RTL discrepancies between amaranth.sim and Icarus: (block, label) -> reason. Those
 # cases are xfail(strict), so a fix shows up as XPASS and fails until the entry goes.
@@ -45,7 +53,8 @@ KNOWN_BUGS: dict[tuple[str, str], str] = {}
      for name, label, cfg in CASES])
 def test_camc_block(name, label, cfg):
     results = run_cocotb(get_block(name).component, cfg, TEST_MODULE, toplevel=name,
-                         build_dir=default_build_dir(name, label), testcase=f"test_{name}")
+                         build_dir=default_build_dir(name, label), testcase=f"test_{name}",
+                         extra_env=EXTRA_ENV.get(name, {}))
     assert results and all(r["name"].startswith(f"test_{name}/") for r in results)
 
 

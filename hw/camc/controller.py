@@ -18,6 +18,7 @@ from ..common.memory_port import (
     MemoryPortConfig,
     MemoryPortSignature,
 )
+from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_int, check_power_of_two, packet_layout
 from .bitplane import BitplaneConfig
 from .lane import CAMCLane
@@ -371,13 +372,17 @@ class CAMCController(wiring.Component):
         with m.If(self.i_cmd.valid & room):
             m.d.sync += next_lane.eq(Mux(next_lane == n - 1, 0, next_lane + 1))
 
-        # write values to the lane of their command
+        # write values to the lane of their command; the skid buffer registers `i.ready`, so
+        # no path runs from a lane's back-pressure to the sender's logic
+        m.submodules.i_skid = i_skid = SkidBuffer(SkidBufferConfig(payload=cfg.value_layout))
+        wiring.connect(m, wiring.flipped(self.i), i_skid.i)
+        values = i_skid.o
         for k, lane in enumerate(lanes):
             sel = value_route.r_rdy & (value_route.r_data == k)
-            m.d.comb += [lane.i.payload.eq(self.i.payload), lane.i.valid.eq(self.i.valid & sel)]
+            m.d.comb += [lane.i.payload.eq(values.payload), lane.i.valid.eq(values.valid & sel)]
             with m.If(sel):
-                m.d.comb += self.i.ready.eq(lane.i.ready)
-        m.d.comb += value_route.r_en.eq(self.i.valid & self.i.ready & self.i.payload.last)
+                m.d.comb += values.ready.eq(lane.i.ready)
+        m.d.comb += value_route.r_en.eq(values.valid & values.ready & values.payload.last)
 
         # read values back in command order
         for k, lane in enumerate(lanes):

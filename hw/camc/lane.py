@@ -432,16 +432,21 @@ class CAMCLane(wiring.Component):
         s_raw = sjob.raw.bit_select(s_group, 1)
         s_last = s_byte == stored - 1
         byte = from_words.o
-        m.d.comb += [dec.i.payload.data.eq(byte.payload.data),
-                     dec.i.payload.first.eq(s_byte == 0),
-                     dec.i.payload.last.eq(s_last),
-                     raw_path.w_data.eq(Cat(byte.payload.data, s_last))]
+        # a registered queue in front of the decompressor keeps the group bookkeeping out of
+        # the decompressor's (combinational) verdict path
+        m.submodules.lz4_path = lz4_path = fifo.SyncFIFOBuffered(width=10, depth=2)
+        m.d.comb += [lz4_path.w_data.eq(Cat(byte.payload.data, s_byte == 0, s_last)),
+                     raw_path.w_data.eq(Cat(byte.payload.data, s_last)),
+                     dec.i.valid.eq(lz4_path.r_rdy), lz4_path.r_en.eq(dec.i.ready),
+                     dec.i.payload.data.eq(lz4_path.r_data[:8]),
+                     dec.i.payload.first.eq(lz4_path.r_data[8]),
+                     dec.i.payload.last.eq(lz4_path.r_data[9])]
         s_fetched = Mux(sjob.unmapped, 0, sjob.fetched)
         with m.If(loaded & (s_group < s_fetched)):
             with m.If(s_raw):
                 m.d.comb += [raw_path.w_en.eq(byte.valid), byte.ready.eq(raw_path.w_rdy)]
             with m.Else():
-                m.d.comb += [dec.i.valid.eq(byte.valid), byte.ready.eq(dec.i.ready)]
+                m.d.comb += [lz4_path.w_en.eq(byte.valid), byte.ready.eq(lz4_path.w_rdy)]
         with m.If(byte.valid & byte.ready):
             with m.If(s_last):
                 m.d.sync += [s_byte.eq(0), s_group.eq(s_group + 1)]

@@ -153,8 +153,9 @@ def run_controller(cfg, commands, *, stalls=("none", "none", "none"), seed: int 
     rest follow.
 
     Returns ``{"reads": [values per read command], "statuses": [...], "counters": {...},
-    "dram": model, "cycles", "first_cycle", "left_over"}``; ``cycles`` runs from the first
-    command taken to the last status (or read value) delivered; ``left_over`` is true if
+    "dram": model, "cycles", "cycles_after_pause", "left_over"}``; ``cycles`` runs from the
+    first command taken to the last status (or read value) delivered, ``cycles_after_pause``
+    from the pause; ``left_over`` is true if
     ``o`` or ``o_status`` offered anything in the 64 cycles after.
     """
     from hw.camc.controller import CAMCController
@@ -191,6 +192,7 @@ def run_controller(cfg, commands, *, stalls=("none", "none", "none"), seed: int 
             await ctx.tick()
         if on_pause is not None:
             on_pause(dram)
+        result["resume"] = result["cycle"]
         await stream_put(ctx, dut.i_cmd, cmds[split:], stall=stall)
 
     async def put_values(ctx):
@@ -233,4 +235,5 @@ def run_controller(cfg, commands, *, stalls=("none", "none", "none"), seed: int 
     per_read = [values[k * cfg.block_values:(k + 1) * cfg.block_values] for k in range(reads)]
     return {"reads": per_read, "statuses": result["s"], "counters": result["counters"],
             "dram": dram, "cycles": result["end"] - (result["first"] or 0),
+            "cycles_after_pause": result["end"] - result.get("resume", result["first"] or 0),
             "left_over": result["left_over"]}

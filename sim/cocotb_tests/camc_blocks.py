@@ -366,3 +366,105 @@ async def test_lz4_decompressor(dut, seed, source, sink):
     assert packets == expected_packets and not current
     assert driver.sent == beats
 
+
+
+# -- the controller (with the DRAM model) and the controller with block RAM ---------------------
+
+def controller_commands(cfg, seed: int) -> list[tuple]:
+    """Writes of Gaussian, zero and random-bit blocks, reads at several precisions (one of an
+    unmapped block), a rewrite and a short write packet: ``(block, write, precision,
+    values)``."""
+    rng = np.random.default_rng(seed)
+    f = FORMATS[cfg.fmt]
+    n = cfg.block_values
+    gauss = (rng.normal(0, 0.02, n).astype(np.float32).view(np.uint32) >> 16).astype(f.dtype) \
+        if f.width == 16 else rng.integers(0, 64, n).astype(f.dtype)
+    kinds = [gauss, np.zeros(n, f.dtype), _random_values(cfg, rng, n)]
+    mant = f.mant_bits
+    commands = [(k, True, 0, v) for k, v in enumerate(kinds)]
+    commands += [(0, False, mant, None), (1, False, 0, None), (2, False, mant, None),
+                 (cfg.blocks - 1, False, 2, None), (0, False, 2, None)]
+    commands += [(2, True, 0, gauss[:n // 2]), (2, False, mant, None), (0, False, mant, None)]
+    return commands
+
+
+async def serve_memory(dut, dram, port) -> None:
+    """Run ``dram`` (:class:`sim.dram.DRAMModel`) on the ``mem`` port forever: drive its
+    outputs after the clock edge, sample the DUT in ``ReadOnly`` and clock the model."""
+    from cocotb.triggers import ReadOnly
+
+    from sim.cocotb_stream import next_cycle, pack, unpack
+
+    while True:
+        await next_cycle(dut.clk)
+        out = dram.outputs()
+        dut.mem__cmd__ready.value = int(out["cmd_ready"])
+        dut.mem__wdata__ready.value = int(out["wdata_ready"])
+        dut.mem__rdata__valid.value = int(out["rdata_valid"])
+        dut.mem__rdata__payload.value = pack(port.read_layout, out["rdata_payload"])
+        await ReadOnly()
+        cmd_valid = int(dut.mem__cmd__valid.value)
+        wdata_valid = int(dut.mem__wdata__valid.value)
+        cmd = unpack(port.command_layout, int(dut.mem__cmd__payload.value)) if cmd_valid else {}
+        wdata = unpack(port.write_layout, int(dut.mem__wdata__payload.value)) \
+            if wdata_valid else {}
+        dram.clock(out, bool(cmd_valid), cmd, bool(wdata_valid), wdata,
+                   bool(int(dut.mem__rdata__ready.value)))
+
+
+async def _controller(dut, seed, source, sink, with_memory: bool):
+    import cocotb
+
+    from golden.camc.controller import ERRORS, ControllerModel
+    from sim.dram import DRAMModel, DRAMTiming
+
+    cfg = load_config()
+    inputs = [dut.i_cmd__valid, dut.i__valid, dut.o__ready, dut.o_status__ready]
+    if with_memory:
+        inputs += [dut.mem__cmd__ready, dut.mem__wdata__ready, dut.mem__rdata__valid]
+    await start_clock_and_reset(dut, inputs)
+    model = ControllerModel(cfg.fmt, cfg.block_values, cfg.groups, cfg.hash_bits,
+                            blocks=cfg.blocks, memory_words=cfg.memory_words,
+                            beat_bytes=cfg.mem_bytes)
+    commands = controller_commands(cfg, seed)
+    values_out, statuses = [], []
+    for block, write, precision, values in commands:
+        if write:
+            status = model.write(block, values)
+        else:
+            got, status = model.read(block, precision)
+            values_out += value_beats(cfg, got)
+        statuses.append({"block": status.block, "write": int(status.write),
+                         "error": ERRORS.index(status.error), "raw_bytes": status.raw_bytes,
+                         "stored_bytes": status.stored_bytes})
+    dram = None
+    if with_memory:
+        dram = DRAMModel(cfg.memory_port, DRAMTiming(latency=3 + seed, bytes_per_cycle=3.0),
+                         words=cfg.memory_words)
+        cocotb.start_soon(serve_memory(dut, dram, cfg.memory_port))
+    cmd_stall, out_stall = patterns(source, sink, seed)
+    value_stall, status_stall = patterns(source, sink, seed, 1)
+    cmds = StreamDriver(dut, "i_cmd", dut.clk, cmd_stall, layout=cfg.command_layout, seed=seed)
+    vals = StreamDriver(dut, "i", dut.clk, value_stall, layout=cfg.value_layout, seed=seed)
+    out = StreamMonitor(dut, "o", dut.clk, out_stall, layout=cfg.value_layout)
+    stat = StreamMonitor(dut, "o_status", dut.clk, status_stall, layout=cfg.status_layout)
+    cmds.extend({"block": b, "write": int(w), "precision": p} for b, w, p, _ in commands)
+    vals.extend(beat for b, w, p, v in commands if w for beat in value_beats(cfg, v))
+    await drain_and_check(dut.clk, [cmds, vals], [out, stat], [values_out, statuses],
+                          lambda: [out.received, stat.received], "camc", quiet_cycles=200)
+    if dram is not None:
+        for addr, word in model.memory.items():
+            assert dram.storage.get(addr, 0) == word, f"memory word {addr}"
+
+
+@parametrised(timeout_ms=200)
+async def test_camc_controller(dut, seed, source, sink):
+    """Commands through the controller and the DRAM model: values, statuses and the memory
+    contents equal the golden model's."""
+    await _controller(dut, seed, source, sink, with_memory=True)
+
+
+@parametrised(timeout_ms=200)
+async def test_camc(dut, seed, source, sink):
+    """The same commands through the controller with its block RAM (the bitstream design)."""
+    await _controller(dut, seed, source, sink, with_memory=False)
