@@ -578,8 +578,9 @@ def smollm2_tensors(prompt: str = "The capital of France is", layer: int = 0) ->
     """Real SmolLM2-135M tensors of one block for the hardware tests, as AccLLM codes:
     ``x`` (T, 576) int8 activation codes of ``attn_q``'s input, ``w8`` (576, 576) int8
     per-channel weights of ``attn_q``, ``w4``/``w2`` group codes (groups 64/32) of the same
-    weights, ``q`` (T, 64) int8 codes of head 0's queries and ``k4`` (T, 64) 4-bit codes of
-    KV head 0's keys (one group per head vector)."""
+    weights, ``q`` (T, 64) int8 codes of head 0's queries, ``k4``/``v4`` (T, 64) 4-bit codes of
+    KV head 0's keys and values (one group per head vector) and ``p`` (T, T) head 0's
+    attention probabilities as codes ``rint(127 p)`` (the A8 operand of P·V)."""
     key = (prompt, layer)
     if key not in _REAL:
         from golden.models.quant import quantize_per_channel
@@ -587,7 +588,7 @@ def smollm2_tensors(prompt: str = "The capital of France is", layer: int = 0) ->
         from golden.models.tokenizer import load_tokenizer
 
         model = SmolLM2()
-        capture = Capture(layers=[layer], what=["linear_inputs", "qkv"])
+        capture = Capture(layers=[layer], what=["linear_inputs", "qkv", "attention"])
         model.forward(load_tokenizer().encode(prompt), capture=capture)
         rec = capture.layer(layer)
         weight = model.weights[f"blk.{layer}.attn_q.weight"]
@@ -598,6 +599,8 @@ def smollm2_tensors(prompt: str = "The capital of France is", layer: int = 0) ->
             "w2": quantize_weights(weight, 2, 32).codes,
             "q": quantize_activations(rec["q"][0]).codes,
             "k4": quantize_kv(rec["k"][0], 4, 64).codes,
+            "v4": quantize_kv(rec["v"][0], 4, 64).codes,
+            "p": np.rint(rec["attn_probs"][0] * 127).astype(np.int8),
         }
     return _REAL[key]
 

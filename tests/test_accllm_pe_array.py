@@ -50,8 +50,9 @@ def test_modes_and_dataflows_back_to_back(cfg, stalls, seed):
 
 def test_real_smollm2_tensors():
     """Decode GEMV (W8A8, W4A8, W2A8, 2:4) and prefill GEMM of SmolLM2 block 0's attn_q on its
-    real activations, and Q·Kᵀ of head 0 with 4-bit keys, on a 2 x 2 array; the results are
-    also checked against plain integer products."""
+    real activations, Q·Kᵀ of head 0 with 4-bit keys and P·V with its real attention
+    probabilities and 4-bit values, on a 2 x 2 array; the results are also checked against
+    plain integer products."""
     cfg = PEArrayConfig(2, 2)
     real = g.smollm2_tensors()
     k = 12
@@ -73,6 +74,11 @@ def test_real_smollm2_tensors():
     q, k4 = real["q"][:, :16].astype(np.int64), real["k4"][:, :16].astype(np.int64)
     run = g.gemm_beats("a8kv4", q[:2], k4[:4], rows=2, cols=2)
     checks.append(("gemm", "a8kv4", run, q[:2] @ k4[:4].T, 4))
+    beats += run
+    # P·V of the last query: probabilities (A8) x 4-bit values, 16 of the 64 dimensions
+    p, v4 = real["p"][-1].astype(np.int64), real["v4"][:, :16].astype(np.int64)
+    run = g.gemv_beats("a8kv4", p, v4.T, rows=2, cols=2)
+    checks.append(("gemv", "a8kv4", run, v4.T @ p, 16))
     beats += run
     received, expected = run_array(cfg, beats, stalls=("random", "random"), seed=3)
     assert received == expected

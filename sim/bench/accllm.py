@@ -8,6 +8,7 @@ perplexity cost of each AccLLM step on SmolLM2.
   real decode GEMV and prefill GEMM: block 0's ``attn_q`` (K = 576) on the last token (all 576
   outputs) and on the prompt's 13 tokens (the first 32 outputs: the tiling repeats), each
   mode's codes of the real weights (``--quick``: 16 and 8 outputs on a 2 x 2 array).
+* ``kv_manager``: appends and read beats per cycle of the Λ KV manager (``smollm2`` preset).
 * ``fpga``: LUT/FF/DSP/BRAM and Fmax from ``build/accllm/ulx3s-85f/report.json`` (made by
   ``make bitstream DESIGN=accllm``; the bench does not run nextpnr), with MACs per second.
 * ``perplexity``: the SmolLM2 variants of each step from ``build/bench/models.json``
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import accllm as g
+from hw.accllm.kv_manager import OPS, PRESETS, LambdaKVManager
 from hw.accllm.pe_array import PEArray, PEArrayConfig
 from sim.stream import simulate, stream_get, stream_put
 
@@ -168,6 +170,44 @@ def bench_smollm2(cfg: PEArrayConfig, quick: bool) -> list[dict]:
     return rows
 
 
+def bench_kv_manager(appends: int) -> dict:
+    """The ``smollm2`` KV manager preset: ``appends`` appends then one read, no stalls; beats
+    per cycle of the read and of the appends, and a bit-exact check."""
+    cfg = PRESETS["smollm2"]
+    dut = LambdaKVManager(cfg)
+    ops = ["append"] * appends + ["read"]
+    model = g.LambdaKVManager(cfg.sink, cfg.window, cfg.entry_words, cfg.base, cfg.addr_width,
+                              cfg.pos_width)
+    expected = model.run(ops)
+    received, times = [], []
+
+    async def clock(ctx):
+        cycle = 0
+        async for _, _, valid, ready in ctx.tick().sample(dut.o.valid, dut.o.ready):
+            cycle += 1
+            if valid and ready:
+                times.append(cycle)
+
+    async def source(ctx):
+        await stream_put(ctx, dut.i, [{"op": OPS[op]} for op in ops])
+
+    async def sink(ctx):
+        received.extend(await stream_get(ctx, dut.o, len(expected), timeout=10 * len(ops) + 400))
+
+    simulate(dut, source, sink, background=[clock])
+    read = len(expected) - appends
+    row = {"preset": "smollm2", "sink": cfg.sink, "window": cfg.window, "appends": appends,
+           "append_cycles": times[appends - 1] - times[0] + 1,
+           "read_beats": read, "read_cycles": times[-1] - times[appends] + 1,
+           "bit_exact": received == expected}
+    row["read_beats_per_cycle"] = round(read / row["read_cycles"], 3)
+    row["appends_per_cycle"] = round(appends / row["append_cycles"], 3)
+    print(f"  Λ KV manager: {appends} appends in {row['append_cycles']} cycles, read of "
+          f"{read} keys in {row['read_cycles']} cycles, bit-exact {row['bit_exact']}",
+          flush=True)
+    return row
+
+
 def fpga_report(mode_rows: list[dict], cfg: PEArrayConfig) -> dict:
     path = REPO / "build" / "accllm" / "ulx3s-85f" / "report.json"
     if not path.is_file():
@@ -208,6 +248,9 @@ def run(quick: bool = False) -> dict:
     modes = bench_modes(cfg, 32 if quick else 128)
     print(f"accllm: SmolLM2 blk.0.attn_q on the {cfg.rows} x {cfg.cols} array", flush=True)
     smollm2 = bench_smollm2(cfg, quick)
+    print("accllm: Λ KV manager", flush=True)
+    kv = bench_kv_manager(150 if quick else 400)
     return {"config": {"rows": cfg.rows, "cols": cfg.cols}, "quick": quick, "modes": modes,
-            "smollm2": smollm2, "fpga": fpga_report(modes, cfg), "perplexity": perplexity(),
-            "paper": PAPER, "seconds": round(time.monotonic() - started, 1)}
+            "smollm2": smollm2, "kv_manager": kv, "fpga": fpga_report(modes, cfg),
+            "perplexity": perplexity(), "paper": PAPER,
+            "seconds": round(time.monotonic() - started, 1)}
