@@ -98,7 +98,10 @@ class PlaneAssembler(wiring.Component):
         started = Signal()          # `remaining` loaded for `group`
         mode = Signal(2)            # 0 take from the source, 1 pad with zeros, 2 drain, 3 status
 
-        is_raw = job.raw.bit_select(group, 1)
+        # registered at the start of each group, so the per-cycle path (source select, bytes
+        # accepted, placement into `buf`) sees only short registers
+        is_raw = Signal()
+        rem_small = Signal(range(n + 1))    # min(remaining, n)
         all_sent = self.i_job.valid & (group == job.fetched)
 
         # output word
@@ -112,7 +115,7 @@ class PlaneAssembler(wiring.Component):
         take = Signal()     # a chunk is accepted this cycle
         room = level <= b
         active = self.i_job.valid & started & (group < job.fetched)
-        with m.If(active & room & (remaining != 0) & (mode == 0)):
+        with m.If(active & room & (rem_small != 0) & (mode == 0)):
             with m.If(is_raw):
                 m.d.comb += [self.i_raw.ready.eq(1), take.eq(self.i_raw.valid),
                              chunk.eq(self.i_raw.payload.data), chunk_count.eq(1),
@@ -122,7 +125,7 @@ class PlaneAssembler(wiring.Component):
                              chunk.eq(self.i_lz4.payload.data),
                              chunk_count.eq(self.i_lz4.payload.count),
                              chunk_last.eq(self.i_lz4.payload.last)]
-        with m.Elif(active & room & (remaining != 0) & (mode == 1)):
+        with m.Elif(active & room & (rem_small != 0) & (mode == 1)):
             m.d.comb += [take.eq(1), chunk.eq(0), chunk_count.eq(n)]
         with m.Elif(active & (mode == 2)):
             # drop the rest of a decompressed packet that is longer than the group
@@ -137,7 +140,7 @@ class PlaneAssembler(wiring.Component):
         # the same group may also end in mode 0/1 when `remaining` reaches zero (below)
 
         accepted = Signal(range(n + 1))
-        m.d.comb += accepted.eq(Mux(chunk_count > remaining, remaining, chunk_count))
+        m.d.comb += accepted.eq(Mux(chunk_count > rem_small, rem_small, chunk_count))
         mask = Signal(8 * n)
         m.d.comb += mask.eq(Cat(*[Mux(k < accepted, Const(0xFF, 8), Const(0, 8))
                                   for k in range(n)]))
@@ -147,9 +150,10 @@ class PlaneAssembler(wiring.Component):
         m.d.comb += placed.eq(
             Array((chunk & mask) << (8 * k) for k in range(b + 1))[base])
         with m.If(take):
+            left = Signal.like(remaining)
+            m.d.comb += left.eq(remaining - accepted)
             m.d.sync += [buf.eq(shifted | placed), level.eq(base + accepted),
-                         remaining.eq(remaining - accepted)]
-            left = remaining - accepted
+                         remaining.eq(left), rem_small.eq(Mux(left > n, n, left))]
             with m.If(mode == 1):
                 with m.If(left == 0):
                     with m.If(is_raw | job.unmapped):
@@ -163,7 +167,7 @@ class PlaneAssembler(wiring.Component):
                 with m.Elif(is_raw):
                     m.d.sync += [group.eq(group + 1), started.eq(0)]
                 with m.Else():
-                    m.d.sync += [mode.eq(3), error.eq(error | (chunk_count > remaining))]
+                    m.d.sync += [mode.eq(3), error.eq(error | (chunk_count > rem_small))]
             with m.Elif(left == 0):
                 # the group is complete but its packet goes on: too long
                 m.d.sync += [mode.eq(2), error.eq(1)]
@@ -172,6 +176,8 @@ class PlaneAssembler(wiring.Component):
 
         with m.If(self.i_job.valid & ~started & (group < job.fetched)):
             m.d.sync += [started.eq(1), remaining.eq(raw_sizes[group]),
+                         rem_small.eq(Mux(raw_sizes[group] > n, n, raw_sizes[group])),
+                         is_raw.eq(job.raw.bit_select(group, 1)),
                          mode.eq(Mux(job.unmapped, 1, 0))]
 
         # block end: every group sent and every word out
