@@ -14,7 +14,8 @@ Integer softmax (one row of int32 scores ``s`` with a visibility mask)
    ``exp_mult / 2**exp_shift`` is the real score scale times ``EXP_STEPS_PER_UNIT`` (32 table
    steps per unit of exponent).
 4. ``e[j] = EXP_TABLE[idx]`` for a visible key, 0 for a masked one, where
-   ``EXP_TABLE[k] = round(2**15 * exp(-k / 32))`` (uint16; ``EXP_TABLE[0] = 32768``).
+   ``EXP_TABLE[k] = round(2**15 * exp(-k / 32))`` for ``k < 512`` (uint16;
+   ``EXP_TABLE[0] = 32768``; entries from 355 on are 0, so far keys weigh nothing).
 5. ``total = sum(e)``; ``recip = 2**31 // total`` (``total >= 32768``, so ``recip <= 2**16``).
 6. ``p[j] = min((e[j] * recip) >> 23, 255)``: probabilities in units of 1/256 (uint8).
 
@@ -52,7 +53,7 @@ __all__ = [
     "PackedWeights", "pack_weights", "unpack_weights", "packed_bits", "ID_WIDTH_BITS",
 ]
 
-EXP_ENTRIES = 256
+EXP_ENTRIES = 512
 EXP_STEPS_PER_UNIT = 32
 EXP_FRAC_BITS = 15
 EXP_TABLE = np.array([round(2 ** EXP_FRAC_BITS * np.exp(-k / EXP_STEPS_PER_UNIT))

@@ -37,15 +37,15 @@ def softmax_reference(row, visible, exp_mult, exp_shift):
             e.append(0)
             continue
         idx = min((min(m - s, 2 ** 21 - 1) * exp_mult + 2 ** (exp_shift - 1)) >> exp_shift,
-                  255)
+                  511)
         e.append(int(math.floor(32768 * math.exp(-idx / 32) + 0.5)))
     recip = 2 ** 31 // sum(e)
     return [min(x * recip // 2 ** 23, 255) for x in e]
 
 
 def test_exp_table():
-    assert EXP_TABLE[0] == 32768 and len(EXP_TABLE) == 256
-    for k in (1, 16, 100, 255):
+    assert EXP_TABLE[0] == 32768 and len(EXP_TABLE) == 512 and EXP_TABLE[-1] == 0
+    for k in (1, 16, 100, 255, 354, 356):
         assert abs(EXP_TABLE[k] - 32768 * math.exp(-k / 32)) <= 0.5
 
 

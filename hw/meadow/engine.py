@@ -35,16 +35,17 @@ OP_LINEAR = 1
 
 # golden.meadow's constants (kept here so the gateware does not import the golden model;
 # tests check they agree)
-EXP_ENTRIES = 256
+EXP_ENTRIES = 512
 EXP_TABLE = [round(2 ** 15 * 2.718281828459045 ** (-k / 32)) for k in range(EXP_ENTRIES)]
 DIFF_MAX = 2 ** 21 - 1
 RECIP_BITS = 31
 PROB_SHIFT = 23
-# pipeline depth of the requantiser (select, multiply, round, shift/clamp)
-REQUANT_LATENCY = 4
-# stages of the passes over the keys (the longest, EXP: score register, difference,
-# product, rounding, table read, exponential register, store)
-PASS_STAGES = 7
+# pipeline depth of the requantiser (select, partial products, sum and rounding, coarse
+# shift, fine shift and clamp)
+REQUANT_LATENCY = 5
+# stages of the passes over the keys (the longest, EXP: score register, difference, partial
+# products, sum and rounding, coarse shift, table read, exponential register, store)
+PASS_STAGES = 8
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,8 @@ class MeadowEngine(wiring.Component):
     Latency
     -------
     The job's cycles are predicted by :func:`sim.perf.meadow.engine_job`: each pass over
-    the keys is ``keys`` cycles plus 8 (pipeline and exit), each DRAM transfer its command,
-    the DRAM latency and its beats, each output beat ``dot_width + 5`` cycles.
+    the keys is ``keys`` cycles plus 9 (pipeline and exit), each DRAM transfer its command,
+    the DRAM latency and its beats, each output beat ``dot_width + 6`` cycles.
 
     Throughput
     ----------
@@ -231,6 +232,11 @@ class MeadowEngine(wiring.Component):
         prod = [[Signal(signed(17), name=f"prod{p}_{d}") for d in range(D)] for p in range(P)]
         for d in range(D):
             m.d.sync += op_b[d].eq(mul_b[d])
+        # block RAM read data, registered before any logic (their clock-to-out is slow)
+        k_data, v_data, p_data = Signal(word), Signal(word), Signal(8 * P)
+        x_data = Signal(word * P)
+        m.d.sync += [k_data.eq(k_rd.data), v_data.eq(v_rd.data), p_data.eq(p_rd.data),
+                     x_data.eq(x_rd.data)]
         for p in range(P):
             for d in range(D):
                 m.d.sync += [op_a[p][d].eq(mul_a[p][d]), prod[p][d].eq(op_a[p][d] * op_b[d])]
@@ -265,16 +271,20 @@ class MeadowEngine(wiring.Component):
         rq_in_valid = Signal()
         rq_in = Signal(signed(32))
         rq_a = Signal(signed(32))
-        rq_prod = Signal(signed(49))
+        rq_lo = Signal(32)                # (acc mod 2**16) * mult
+        rq_hi = Signal(signed(33))        # (acc >> 16) * mult
         rq_sum = Signal(signed(50))
+        rq_coarse = Signal(signed(50))
         rq_out = Signal(signed(8))
         rq_v = Signal(REQUANT_LATENCY)
         m.d.comb += rq_in_valid.eq(0)
         m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:-1])), rq_a.eq(rq_in),
-                     rq_prod.eq(rq_a * desc.out_mult),
-                     rq_sum.eq(rq_prod + ((Const(1, 50) << desc.out_shift) >> 1))]
+                     rq_lo.eq(rq_a[:16] * desc.out_mult),
+                     rq_hi.eq(rq_a[16:].as_signed() * desc.out_mult),
+                     rq_sum.eq((rq_hi << 16) + rq_lo + ((Const(1, 50) << desc.out_shift) >> 1)),
+                     rq_coarse.eq(rq_sum >> Cat(Const(0, 3), desc.out_shift[3:]))]
         rounded = Signal(signed(50))
-        m.d.comb += rounded.eq(rq_sum >> desc.out_shift)
+        m.d.comb += rounded.eq(rq_coarse >> desc.out_shift[:3])
         clamped = Mux(rounded > 127, 127, Mux(rounded < -127, -127, rounded))
         m.d.sync += rq_out.eq(Mux(desc.relu & desc.op & (clamped < 0), 0, clamped))
         rq_done = rq_v[-1]
@@ -388,22 +398,22 @@ class MeadowEngine(wiring.Component):
                         m.next = "QK"
 
             with m.State("QK"):
-                # 0: read K[j]; 1: operands; 2: products; 3: half sums; 4: dot products;
-                # 5: store the scores, update the running max
+                # 0: read K[j]; 1: K register; 2: operands; 3: products; 4: partial sums;
+                # 5: dot products; 6: store the scores, update the running max
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
-                kvec = vec(k_rd.data, 8, D, True)
+                kvec = vec(k_data, 8, D, True)
                 for p in range(P):
                     qv = vec(q_reg[p], 8, D, True)
                     for d in range(D):
                         m.d.comb += mul_a[p][d].eq(qv[d])
                 for d in range(D):
                     m.d.comb += mul_b[d].eq(kvec[d])
-                with m.If(valid[5]):
-                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[5]),
+                with m.If(valid[6]):
+                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[6]),
                                  s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
                     for p in range(P):
-                        with m.If(visible(p, tag[5]) & (tree[p] > score_max[p])):
+                        with m.If(visible(p, tag[6]) & (tree[p] > score_max[p])):
                             m.d.sync += score_max[p].eq(tree[p])
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
@@ -440,25 +450,30 @@ class MeadowEngine(wiring.Component):
                     score = Signal(signed(32), name=f"score{p}")
                     diff = Signal(signed(34), name=f"diff{p}")
                     dsat = Signal(21, name=f"dsat{p}")
-                    scaled = Signal(37, name=f"scaled{p}")
+                    pp_lo = Signal(32, name=f"pplo{p}")
+                    pp_hi = Signal(21, name=f"pphi{p}")
                     rounded_e = Signal(38, name=f"rounded{p}")
-                    index = Signal(8, name=f"index{p}")
+                    coarse = Signal(38, name=f"coarse{p}")
+                    index = Signal(range(EXP_ENTRIES), name=f"index{p}")
                     e_reg = Signal(16, name=f"e{p}")
                     m.d.sync += score.eq(scores[p])                               # 2
                     m.d.comb += diff.eq(score_max[p] - score)
                     m.d.sync += dsat.eq(Mux(diff > DIFF_MAX, DIFF_MAX, diff))     # 3
-                    m.d.sync += scaled.eq(dsat * desc.exp_mult)                   # 4
-                    m.d.sync += rounded_e.eq(scaled + ((Const(1, 33) << desc.exp_shift)
-                                                       >> 1))                     # 5
-                    shifted = rounded_e >> desc.exp_shift
+                    m.d.sync += [pp_lo.eq(dsat[:16] * desc.exp_mult),             # 4
+                                 pp_hi.eq(dsat[16:] * desc.exp_mult)]
+                    m.d.sync += rounded_e.eq((pp_hi << 16) + pp_lo                # 5
+                                             + ((Const(1, 33) << desc.exp_shift) >> 1))
+                    m.d.sync += coarse.eq(rounded_e >> Cat(Const(0, 3),            # 6
+                                                           desc.exp_shift[3:]))
+                    shifted = coarse >> desc.exp_shift[:3]
                     m.d.comb += index.eq(Mux(shifted > EXP_ENTRIES - 1, EXP_ENTRIES - 1,
                                              shifted))
-                    m.d.comb += lut_rd[p].addr.eq(index)                          # 6: read
-                    m.d.sync += e_reg.eq(Mux(visible(p, tag[6]), lut_rd[p].data, 0))  # 7
+                    m.d.comb += lut_rd[p].addr.eq(index)                          # 7: data
+                    m.d.sync += e_reg.eq(Mux(visible(p, tag[7]), lut_rd[p].data, 0))  # 8
                     e_regs.append(e_reg)
-                    with m.If(valid[7]):
+                    with m.If(valid[8]):
                         m.d.sync += exp_sum[p].eq(exp_sum[p] + e_reg)
-                m.d.comb += [s_wr.en.eq(valid[7]), s_wr.addr.eq(tag[7]),
+                m.d.comb += [s_wr.en.eq(valid[8]), s_wr.addr.eq(tag[8]),
                              s_wr.data.eq(Cat(*[Cat(e, Const(0, 16)) for e in e_regs]))]
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
@@ -521,21 +536,22 @@ class MeadowEngine(wiring.Component):
                         m.next = "PV"
 
             with m.State("PV"):
-                # 0: read probabilities and V[j]; 1: operands; 2: products; 3: accumulate
+                # 0: read probabilities and V[j]; 1: registers; 2: operands; 3: products;
+                # 4: accumulate
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 with m.If(count == 0):
                     for p in range(P):
                         for d in range(D):
                             m.d.sync += acc[p][d].eq(0)
-                pvec = vec(p_rd.data, 8, P)
-                vvec = vec(v_rd.data, 8, D, True)
+                pvec = vec(p_data, 8, P)
+                vvec = vec(v_data, 8, D, True)
                 for p in range(P):
                     for d in range(D):
                         m.d.comb += mul_a[p][d].eq(pvec[p].as_unsigned())
                 for d in range(D):
                     m.d.comb += mul_b[d].eq(vvec[d])
-                with m.If(valid[3]):
+                with m.If(valid[4]):
                     for p in range(P):
                         for d in range(D):
                             m.d.sync += acc[p][d].eq(acc[p][d] + prod[p][d])
@@ -584,14 +600,16 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += lin_acc[p].eq(0)
                 issue(w_addr, desc.chunks, 0, "W_STREAM")
             with m.State("W_STREAM"):
-                # 0: take a weight beat, read the X chunk; 1: operands; 2: products;
-                # 3: half sums; 4: dot products; 5: accumulate
+                # 0: take a weight beat, read the X chunk; 1: registers; 2: operands;
+                # 3: products; 4: partial sums; 5: dot products; 6: accumulate
                 w_reg = Signal(word)
                 m.d.comb += [rdata.ready.eq(count < desc.chunks)]
                 with m.If(rdata.valid & (count < desc.chunks)):
                     m.d.sync += [v1.eq(1), w_reg.eq(rdata.payload.data), count.eq(count + 1)]
-                xvecs = [vec(x_rd.data[word * p:word * (p + 1)], 8, D, True) for p in range(P)]
-                wvec = vec(w_reg, 8, D, True)
+                xvecs = [vec(x_data[word * p:word * (p + 1)], 8, D, True) for p in range(P)]
+                w_delayed = Signal(word)
+                m.d.sync += w_delayed.eq(w_reg)
+                wvec = vec(w_delayed, 8, D, True)
                 for p in range(P):
                     for d in range(D):
                         m.d.comb += mul_a[p][d].eq(xvecs[p][d])
@@ -599,7 +617,7 @@ class MeadowEngine(wiring.Component):
                     m.d.comb += mul_b[d].eq(wvec[d])
                 # the X word must line up with the weight beat one cycle later
                 m.d.comb += x_rd.addr.eq(count)
-                with m.If(valid[5]):
+                with m.If(valid[6]):
                     for p in range(P):
                         m.d.sync += lin_acc[p].eq(lin_acc[p] + tree[p])
                 with m.If((count == desc.chunks) & ~pipe_busy):

@@ -70,7 +70,7 @@ def gbps_to_bytes_per_cycle(gbps: float, clock_mhz: float = 100.0) -> float:
 DIV_CYCLES = 32                      # restoring divider, one quotient bit per cycle
 PASS_OVERHEAD = PASS_STAGES + 1      # a pass over the keys: issue, pipeline, exit
 REQUANT_OVERHEAD = REQUANT_LATENCY + 1   # an output: dot_width feeds, requantiser, send
-LINEAR_STREAM_OVERHEAD = 5 + 4       # weight row: dot-product pipeline (5) + exit
+LINEAR_STREAM_OVERHEAD = PASS_STAGES + 2   # weight row: last beat, pipeline, exit
 
 
 def _interval(eng: EngineModel, dram: DRAM) -> float:
