@@ -21,9 +21,9 @@ CONFIGS = {
     # accumulators that wrap, 2 tile slots
     "m16_wrap": FlexCiMConfig(rows=8, cols=3, submacros=4, max_m=16, act_lanes=64,
                               acc_bits=16, depth=2, out_depth=6),
-    # one activation per beat, one sub-macro
-    "serial": FlexCiMConfig(rows=4, cols=2, submacros=1, max_m=4, act_lanes=1, acc_bits=20,
-                            depth=2),
+    # one activation per beat, one sub-macro, shift-and-add multipliers
+    "serial_lut": FlexCiMConfig(rows=4, cols=2, submacros=1, max_m=4, act_lanes=1,
+                                acc_bits=20, depth=2, multipliers="lut"),
 }
 # (input stalls, output back-pressure)
 STALLS = [("none", "none"), ("random", "heavy"), ("bursty", "alternate")]
@@ -65,10 +65,11 @@ def test_every_pattern_against_golden(name, seed, stalls):
     assert received == expected
 
 
-def test_real_pruned_smollm2_weights():
+@pytest.mark.parametrize("multipliers", ["dsp", "lut"])
+def test_real_pruned_smollm2_weights(multipliers):
     """int8 codes of SmolLM2 blk.2.ffn_down, Wanda-pruned 2:4, 1:8 and 4:8, with the real
-    activations of three tokens; two vectors per packet burst, stalls on both sides."""
-    cfg = dataclasses.replace(TINY, depth=8)
+    activations of three tokens, stalls on both sides."""
+    cfg = dataclasses.replace(TINY, depth=8, multipliers=multipliers)
     traffic, expected = session(real_steps(cfg), cfg)
     assert len(expected) == 9
     received = run_session(cfg, traffic, len(expected), seed=3, stalls=("random", "random"))
@@ -94,7 +95,7 @@ def test_unsupported_pattern_computes_zero_and_dense_recovers():
 @pytest.mark.parametrize(("field", "value"), [
     ("rows", 12), ("rows", 1), ("cols", 0), ("submacros", 3), ("submacros", 32),
     ("max_m", 32), ("act_lanes", 3), ("act_lanes", 256), ("acc_bits", 8), ("depth", 6),
-    ("out_depth", 5)])
+    ("out_depth", 5), ("multipliers", "dsp48")])
 def test_bad_config_names_parameter(field, value):
     with pytest.raises(ValueError, match=field):
         dataclasses.replace(TINY, **{field: value})

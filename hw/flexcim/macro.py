@@ -43,7 +43,8 @@ from ..common.validate import check_choice, check_int, check_power_of_two
 
 __all__ = ["FlexCiMConfig", "FlexCiMMacro", "PRESETS"]
 
-#: Stages from a tile leaving the fill buffer to its sums reaching the output queue.
+#: Stages from a tile leaving the fill buffer to its sums reaching the output queue (with DSP
+#: multipliers; one more with LUT multipliers).
 PIPELINE_STAGES = 4
 
 
@@ -71,7 +72,11 @@ class FlexCiMConfig:
     depth : int
         Weight tiles held: a power of two, 1 to 4096.
     out_depth : int
-        Entries of the output queue, at least ``PIPELINE_STAGES + 2`` (6) and at most 64.
+        Entries of the output queue, at least ``pipeline_stages + 2`` and at most 64.
+    multipliers : str
+        ``"dsp"``: ``sel * weight`` with ``*`` (synthesis maps it to DSP multipliers, one stage);
+        ``"lut"``: shift-and-add partial products in logic over two stages (no DSPs; one cycle
+        more latency). The results are the same.
     """
 
     rows: int = 16
@@ -82,6 +87,7 @@ class FlexCiMConfig:
     acc_bits: int = 32
     depth: int = 16
     out_depth: int = 8
+    multipliers: str = "dsp"
 
     def __post_init__(self):
         check_power_of_two("rows", self.rows, min=2, max=256)
@@ -91,8 +97,13 @@ class FlexCiMConfig:
         check_power_of_two("act_lanes", self.act_lanes, max=self.rows * self.max_m)
         check_int("acc_bits", self.acc_bits, min=16, max=48)
         check_power_of_two("depth", self.depth, max=4096)
-        check_int("out_depth", self.out_depth, min=PIPELINE_STAGES + 2, max=64)
+        check_choice("multipliers", self.multipliers, ("dsp", "lut"))
+        check_int("out_depth", self.out_depth, min=self.pipeline_stages + 2, max=64)
 
+    @property
+    def pipeline_stages(self) -> int:
+        """Stages from a tile leaving the fill buffer to its sums reaching the output queue."""
+        return PIPELINE_STAGES + (self.multipliers == "lut")
     @property
     def rows_per_submacro(self) -> int:
         return self.rows // self.submacros
@@ -144,7 +155,9 @@ class FlexCiMConfig:
 
 
 PRESETS: dict[str, FlexCiMConfig] = {
-    "default": FlexCiMConfig(),
+    # LUT multipliers: with 64 DSP multipliers the ECP5 router did not converge (congestion
+    # where the distribution multiplexers meet the DSP rows)
+    "default": FlexCiMConfig(multipliers="lut"),
     "tiny": FlexCiMConfig(rows=8, cols=4, submacros=2, max_m=8, act_lanes=8, acc_bits=24,
                           depth=4),
     "wide_m": FlexCiMConfig(rows=16, cols=4, submacros=2, max_m=16, act_lanes=64),
@@ -240,8 +253,9 @@ class FlexCiMMacro(wiring.Component):
         tile_index = Signal(range(cfg.depth))          # weight tile of the tile being filled
 
         # ---- pipeline registers --------------------------------------------------------------
-        s_valid = Signal(PIPELINE_STAGES)
-        s_last = Signal(PIPELINE_STAGES)
+        stages = cfg.pipeline_stages
+        s_valid = Signal(stages)
+        s_last = Signal(stages)
         x_tile = Signal(8 * tile_max)                  # stage 1 (weights: memory read data)
         sel = [[Signal(signed(8), name=f"sel_{r}_{c}") for c in range(C)] for r in range(R)]
         wgt = [[Signal(signed(8), name=f"w_{r}_{c}") for c in range(C)] for r in range(R)]
@@ -255,7 +269,7 @@ class FlexCiMMacro(wiring.Component):
                                                    payload=cfg.out_layout))
         wiring.connect(m, out.o, wiring.flipped(self.o))
 
-        lasts_in_flight = sum(s_valid[k] & s_last[k] for k in range(PIPELINE_STAGES))
+        lasts_in_flight = sum(s_valid[k] & s_last[k] for k in range(stages))
         room = (out.level + lasts_in_flight) < cfg.out_depth
         transfer = Signal()
         m.d.comb += transfer.eq(fill_full & (~fill_last | room))
@@ -344,7 +358,19 @@ class FlexCiMMacro(wiring.Component):
         # ---- stage 2 -> 3: multipliers -------------------------------------------------------
         for r in range(R):
             for c in range(C):
-                m.d.sync += prod[r][c].eq(sel[r][c] * wgt[r][c])
+                if cfg.multipliers == "dsp":
+                    m.d.sync += prod[r][c].eq(sel[r][c] * wgt[r][c])
+                    continue
+                # sel * wgt = sum_i wgt[i] * sel << i, bit 7 weighing -128; pairs of partial
+                # products in one stage, their sum in the next
+                a, b = sel[r][c], wgt[r][c]
+                partial = [Mux(b[i], a, 0) << i for i in range(7)] + [Mux(b[7], -a, 0) << 7]
+                pairs = []
+                for k in range(4):
+                    pair = Signal(signed(16), name=f"pp_{r}_{c}_{k}")
+                    m.d.sync += pair.eq(partial[2 * k] + partial[2 * k + 1])
+                    pairs.append(pair)
+                m.d.sync += prod[r][c].eq(_tree(pairs))
 
         # ---- stage 3 -> 4: sub-macro adder trees ---------------------------------------------
         rpp = cfg.rows_per_submacro
@@ -359,7 +385,7 @@ class FlexCiMMacro(wiring.Component):
             s = Signal(signed(cfg.acc_bits), name=f"total_{c}")
             m.d.comb += s.eq(acc[c] + _tree([part[p][c] for p in range(P)]))
             total.append(s)
-        last_stage = PIPELINE_STAGES - 1
+        last_stage = stages - 1
         with m.If(s_valid[last_stage]):
             with m.If(s_last[last_stage]):
                 m.d.sync += [a.eq(0) for a in acc]
