@@ -17,6 +17,7 @@ for the ports, latency and throughput of the whole.
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..common.width_converter import (
     WidthConverterConfig,
@@ -98,24 +99,41 @@ class PlaneAssembler(wiring.Component):
         started = Signal()          # `remaining` loaded for `group`
         mode = Signal(2)            # 0 take from the source, 1 pad with zeros, 2 drain, 3 status
 
-        # registered at the start of each group, so the per-cycle path (source select, bytes
-        # accepted, placement into `buf`) sees only short registers
-        is_raw = Signal()
-        rem_small = Signal(range(n + 1))    # min(remaining, n)
+        is_raw = Signal()           # registered at the start of each group
         all_sent = self.i_job.valid & (group == job.fetched)
+        # min(remaining, n) and "remaining <= n" from the register's bits (n is a power of
+        # two), so no wide compare sits on the per-cycle path
+        ln = exact_log2(n)
+        high = remaining[ln:]
+        rem_small = Signal(range(n + 1))
+        rem_fits = Signal()
+        m.d.comb += [rem_small.eq(Mux(high != 0, n, remaining[:ln] if ln else 0)),
+                     rem_fits.eq((remaining[ln + 1:] == 0)
+                                 & ~(remaining[ln] & (remaining[:ln] != 0 if ln else 0)))]
 
-        # output word
+        # stage A: one trimmed chunk (bytes of the current group only, or zero padding) in a
+        # register; stage B packs chunks into output words
+        c_valid = Signal()
+        c_data = Signal(8 * n)
+        c_count = Signal(range(n + 1))
         out_fire = self.o.valid & self.o.ready
+        c_take = c_valid & (level <= b)
         m.d.comb += [self.o.valid.eq(level >= b), self.o.payload.eq(buf[:8 * b])]
+        shifted = Mux(out_fire, buf >> (8 * b), buf)
+        base = Mux(out_fire, level - b, level)
+        with m.If(c_take):
+            m.d.sync += [buf.eq(shifted | Array(c_data << (8 * k) for k in range(b + 1))[base]),
+                         level.eq(base + c_count)]
+        with m.Elif(out_fire):
+            m.d.sync += [buf.eq(shifted), level.eq(level - b)]
 
-        # input chunk of this cycle
         chunk = Signal(8 * n)
         chunk_count = Signal(range(n + 1))
         chunk_last = Signal()
         take = Signal()     # a chunk is accepted this cycle
-        room = level <= b
+        free = ~c_valid | c_take
         active = self.i_job.valid & started & (group < job.fetched)
-        with m.If(active & room & (rem_small != 0) & (mode == 0)):
+        with m.If(active & free & (rem_small != 0) & (mode == 0)):
             with m.If(is_raw):
                 m.d.comb += [self.i_raw.ready.eq(1), take.eq(self.i_raw.valid),
                              chunk.eq(self.i_raw.payload.data), chunk_count.eq(1),
@@ -125,7 +143,7 @@ class PlaneAssembler(wiring.Component):
                              chunk.eq(self.i_lz4.payload.data),
                              chunk_count.eq(self.i_lz4.payload.count),
                              chunk_last.eq(self.i_lz4.payload.last)]
-        with m.Elif(active & room & (rem_small != 0) & (mode == 1)):
+        with m.Elif(active & free & (rem_small != 0) & (mode == 1)):
             m.d.comb += [take.eq(1), chunk.eq(0), chunk_count.eq(n)]
         with m.Elif(active & (mode == 2)):
             # drop the rest of a decompressed packet that is longer than the group
@@ -141,47 +159,38 @@ class PlaneAssembler(wiring.Component):
 
         accepted = Signal(range(n + 1))
         m.d.comb += accepted.eq(Mux(chunk_count > rem_small, rem_small, chunk_count))
-        mask = Signal(8 * n)
-        m.d.comb += mask.eq(Cat(*[Mux(k < accepted, Const(0xFF, 8), Const(0, 8))
-                                  for k in range(n)]))
-        shifted = Mux(out_fire, buf >> (8 * b), buf)
-        base = Mux(out_fire, level - b, level)
-        placed = Signal(8 * cap)
-        m.d.comb += placed.eq(
-            Array((chunk & mask) << (8 * k) for k in range(b + 1))[base])
+        mask = Cat(*[Mux(k < accepted, Const(0xFF, 8), Const(0, 8)) for k in range(n)])
+        with m.If(c_take):
+            m.d.sync += c_valid.eq(0)
         with m.If(take):
-            left = Signal.like(remaining)
-            m.d.comb += left.eq(remaining - accepted)
-            m.d.sync += [buf.eq(shifted | placed), level.eq(base + accepted),
-                         remaining.eq(left), rem_small.eq(Mux(left > n, n, left))]
+            m.d.sync += [c_valid.eq(1), c_data.eq(chunk & mask), c_count.eq(accepted),
+                         remaining.eq(remaining - accepted)]
+            done = rem_fits & (accepted == rem_small)
             with m.If(mode == 1):
-                with m.If(left == 0):
+                with m.If(done):
                     with m.If(is_raw | job.unmapped):
                         m.d.sync += [group.eq(group + 1), started.eq(0), mode.eq(0)]
                     with m.Else():
                         m.d.sync += mode.eq(3)
             with m.Elif(chunk_last):
-                with m.If(left != 0):
+                with m.If(~done):
                     # a short packet: pad the rest (a raw group is never short)
                     m.d.sync += [mode.eq(1), error.eq(1)]
                 with m.Elif(is_raw):
                     m.d.sync += [group.eq(group + 1), started.eq(0)]
                 with m.Else():
                     m.d.sync += [mode.eq(3), error.eq(error | (chunk_count > rem_small))]
-            with m.Elif(left == 0):
+            with m.Elif(done):
                 # the group is complete but its packet goes on: too long
                 m.d.sync += [mode.eq(2), error.eq(1)]
-        with m.Elif(out_fire):
-            m.d.sync += [buf.eq(shifted), level.eq(level - b)]
 
         with m.If(self.i_job.valid & ~started & (group < job.fetched)):
             m.d.sync += [started.eq(1), remaining.eq(raw_sizes[group]),
-                         rem_small.eq(Mux(raw_sizes[group] > n, n, raw_sizes[group])),
                          is_raw.eq(job.raw.bit_select(group, 1)),
                          mode.eq(Mux(job.unmapped, 1, 0))]
 
         # block end: every group sent and every word out
-        m.d.comb += [self.o_done.valid.eq(all_sent & (level == 0)),
+        m.d.comb += [self.o_done.valid.eq(all_sent & (level == 0) & ~c_valid),
                      self.o_done.payload.error.eq(error)]
         with m.If(self.o_done.valid & self.o_done.ready):
             m.d.comb += self.i_job.ready.eq(1)
