@@ -255,3 +255,40 @@ def run(quick: bool = False) -> dict:
                                         "best_int8_packing": {"chunk": best["chunk"],
                                                               "ratio": best["ratio"]}},
             "paper": PAPER, "seconds": round(time.monotonic() - started, 1)}
+
+
+def report_markdown(result: dict) -> str:
+    """Markdown tables of a ``run()`` result (for docs/meadow.md and docs/results.md)."""
+    lines = ["| engine | DRAM latency, B/cycle | job | RTL cycles | model cycles | error "
+             "| RTL bytes | model bytes |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rtl_vs_model"]:
+        lines.append(f"| {r['engine']} | {r['dram_latency']}, {r['bytes_per_cycle']:g} | "
+                     f"{r['job']} | {r['rtl_cycles']} | {r['model_cycles']:.0f} | "
+                     f"{100 * r['cycle_error']:+.2f}% | {r['rtl_bytes']} | "
+                     f"{r['model_bytes']:.0f} |")
+    lines += ["", "| layer | max abs error vs float softmax (same int scores) | mean abs error "
+              "| max abs error vs float model | attention output rel. RMS error |",
+              "|---|---|---|---|---|"]
+    for r in result["softmax"]["rows"]:
+        lines.append(f"| {r['layer']} | {r['max_abs_error_vs_float_softmax_of_int_scores']:.4f}"
+                     f" | {r['mean_abs_error_vs_float_softmax_of_int_scores']:.5f} | "
+                     f"{r['max_abs_error_vs_float_model']:.4f} | "
+                     f"{r['attention_output_relative_rms_error']:.4f} |")
+    lines += ["", "| weights | chunk | matrices | raw MB | packed MB | ratio (= weight-transfer "
+              "speedup) | without re-indexing |", "|---|---|---|---|---|---|---|"]
+    for r in result["packing"].values():
+        lines.append(f"| {r['weights']} | {r['chunk']} | {r['matrices']} | "
+                     f"{r['raw_bytes'] / 1e6:.2f} | {r['packed_bytes'] / 1e6:.2f} | "
+                     f"{r['ratio']:.3f} | {r['ratio_no_reindex']:.3f} |")
+    lines += ["", "| model | Gbps | PEs | schedule model | prompt | TTFT GEMM ms | TTFT TPHS ms "
+              "| TTFT speedup | TBT GEMM ms | TBT TPHS ms | TBT speedup | TBT speedup, "
+              "measured packing | TBT speedup, 2.63x packing |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["paper_scale"]:
+        lines.append(f"| {r['model']} | {r['gbps']} | {r['pes']} | {r['schedule_model']} | "
+                     f"{r['prompt']} | {r['ttft_ms_gemm']:.1f} | {r['ttft_ms_tphs']:.1f} | "
+                     f"{r['ttft_speedup_tphs']:.2f}x | {r['tbt_ms_gemm']:.2f} | "
+                     f"{r['tbt_ms_tphs']:.2f} | {r['tbt_speedup_tphs']:.2f}x | "
+                     f"{r['tbt_speedup_tphs_packed']:.2f}x | "
+                     f"{r['tbt_speedup_tphs_paper_packing']:.2f}x |")
+    return "\n".join(lines)
