@@ -20,7 +20,7 @@ TEST_MODULE = "sim.cocotb_tests.flexcim_blocks"
 CASES = [
     ("flexcim", "tiny", PRESETS["tiny"], "test_flexcim"),
     ("flexcim", "m16_wrap", FlexCiMConfig(rows=8, cols=3, submacros=4, max_m=16, act_lanes=64,
-                                          acc_bits=16, depth=2, out_depth=6), "test_flexcim"),
+                                          acc_bits=16, depth=2, out_depth=8), "test_flexcim"),
     ("flexcim", "tiny_d8", dataclasses.replace(PRESETS["tiny"], depth=8), "test_flexcim_real"),
     ("flexcim", "tiny_lut", dataclasses.replace(PRESETS["tiny"], multipliers="lut"),
      "test_flexcim"),

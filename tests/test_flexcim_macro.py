@@ -20,7 +20,7 @@ CONFIGS = {
     # M up to 16, 4 sub-macros of 2 rows (so N <= 2), a tile per beat up to 8:1, 16-bit
     # accumulators that wrap, 2 tile slots
     "m16_wrap": FlexCiMConfig(rows=8, cols=3, submacros=4, max_m=16, act_lanes=64,
-                              acc_bits=16, depth=2, out_depth=6),
+                              acc_bits=16, depth=2, out_depth=8),
     # one activation per beat, one sub-macro, shift-and-add multipliers
     "serial_lut": FlexCiMConfig(rows=4, cols=2, submacros=1, max_m=4, act_lanes=1,
                                 acc_bits=20, depth=2, multipliers="lut"),
@@ -95,7 +95,7 @@ def test_unsupported_pattern_computes_zero_and_dense_recovers():
 @pytest.mark.parametrize(("field", "value"), [
     ("rows", 12), ("rows", 1), ("cols", 0), ("submacros", 3), ("submacros", 32),
     ("max_m", 32), ("act_lanes", 3), ("act_lanes", 256), ("acc_bits", 8), ("depth", 6),
-    ("out_depth", 5), ("multipliers", "dsp48")])
+    ("out_depth", 7), ("multipliers", "dsp48")])
 def test_bad_config_names_parameter(field, value):
     with pytest.raises(ValueError, match=field):
         dataclasses.replace(TINY, **{field: value})

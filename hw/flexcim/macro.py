@@ -43,9 +43,6 @@ from ..common.validate import check_choice, check_int, check_power_of_two
 
 __all__ = ["FlexCiMConfig", "FlexCiMMacro", "PRESETS"]
 
-#: Stages from a tile leaving the fill buffer to its sums reaching the output queue (with DSP
-#: multipliers; one more with LUT multipliers).
-PIPELINE_STAGES = 4
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,8 @@ class FlexCiMConfig:
     depth : int
         Weight tiles held: a power of two, 1 to 4096.
     out_depth : int
-        Entries of the output queue, at least ``pipeline_stages + 2`` and at most 64.
+        Entries of the output queue, at least ``pipeline_stages + 3`` and at most 64 (a
+        vector's last tile leaves the fill buffer only when a place for its sums is sure).
     multipliers : str
         ``"dsp"``: ``sel * weight`` with ``*`` (synthesis maps it to DSP multipliers, one stage);
         ``"lut"``: shift-and-add partial products in logic over two stages (no DSPs; one cycle
@@ -86,7 +84,7 @@ class FlexCiMConfig:
     act_lanes: int = 32
     acc_bits: int = 32
     depth: int = 16
-    out_depth: int = 8
+    out_depth: int = 16
     multipliers: str = "dsp"
 
     def __post_init__(self):
@@ -98,12 +96,21 @@ class FlexCiMConfig:
         check_int("acc_bits", self.acc_bits, min=16, max=48)
         check_power_of_two("depth", self.depth, max=4096)
         check_choice("multipliers", self.multipliers, ("dsp", "lut"))
-        check_int("out_depth", self.out_depth, min=self.pipeline_stages + 2, max=64)
+        check_int("out_depth", self.out_depth, min=self.pipeline_stages + 3, max=64)
+
+    @property
+    def tree_stages(self) -> int:
+        """Registered stages of each sub-macro adder tree: two adder levels per stage."""
+        levels = (self.rows_per_submacro - 1).bit_length()
+        return max(1, -(-levels // 2))
 
     @property
     def pipeline_stages(self) -> int:
-        """Stages from a tile leaving the fill buffer to its sums reaching the output queue."""
-        return PIPELINE_STAGES + (self.multipliers == "lut")
+        """Stages from a tile leaving the fill buffer to its sums reaching the output queue:
+        array read, window, index select, multiply (1 stage with DSPs, 2 in LUTs), adder trees;
+        the merging unit adds and accumulates at the end of the last."""
+        return 3 + (1 if self.multipliers == "dsp" else 2) + self.tree_stages
+
     @property
     def rows_per_submacro(self) -> int:
         return self.rows // self.submacros
@@ -269,8 +276,12 @@ class FlexCiMMacro(wiring.Component):
                                                    payload=cfg.out_layout))
         wiring.connect(m, out.o, wiring.flipped(self.o))
 
+        # sums on their way (in the pipeline or the queue) only grow by the one tile that may
+        # leave the fill buffer in a cycle, so last cycle's count, one short of full, is enough
+        # (a register: `transfer` fans out to the whole tile)
         lasts_in_flight = sum(s_valid[k] & s_last[k] for k in range(stages))
-        room = (out.level + lasts_in_flight) < cfg.out_depth
+        room = Signal()
+        m.d.sync += room.eq((out.level + lasts_in_flight) < cfg.out_depth - 1)
         transfer = Signal()
         m.d.comb += transfer.eq(fill_full & (~fill_last | room))
         pipeline_empty = ~fill_full & ~s_valid.any() & ~act_busy
@@ -339,23 +350,29 @@ class FlexCiMMacro(wiring.Component):
         m.d.sync += [s_valid.eq(Cat(transfer, s_valid[:-1])),
                      s_last.eq(Cat(fill_last, s_last[:-1]))]
 
-        # ---- stage 1 -> 2: distribution unit -------------------------------------------------
+        # ---- distribution unit: per-row windows, then the index multiplexers ---------------
         x = [x_tile[8 * e:8 * (e + 1)].as_signed() for e in range(tile_max)]
+        windows = []
         for r in range(R):
             window = [Signal(signed(8), name=f"win_{r}_{j}") for j in range(MM)]
-            m.d.comb += [w.eq(0) for w in window]
+            windows.append(window)
             with m.Switch(mode):
                 for k, (n, mm) in enumerate(modes):
                     with m.Case(k):
                         base = (r // n) * mm
-                        m.d.comb += [window[j].eq(x[base + j]) for j in range(mm)]
-            rdata = rows_mem[r][1].data
+                        m.d.sync += [window[j].eq(x[base + j] if j < mm else 0)
+                                     for j in range(MM)]
+                with m.Default():
+                    m.d.sync += [w.eq(0) for w in window]
+        row_word = [Signal(word_bits, name=f"word_{r}") for r in range(R)]
+        m.d.sync += [row_word[r].eq(rows_mem[r][1].data) for r in range(R)]
+        for r in range(R):
             for c in range(C):
-                index = rdata[8 * C + IB * c:8 * C + IB * (c + 1)]
-                m.d.sync += [sel[r][c].eq(Array(window)[index]),
-                             wgt[r][c].eq(rdata[8 * c:8 * (c + 1)].as_signed())]
+                index = row_word[r][8 * C + IB * c:8 * C + IB * (c + 1)]
+                m.d.sync += [sel[r][c].eq(Array(windows[r])[index]),
+                             wgt[r][c].eq(row_word[r][8 * c:8 * (c + 1)].as_signed())]
 
-        # ---- stage 2 -> 3: multipliers -------------------------------------------------------
+        # ---- multipliers -----------------------------------------------------------------
         for r in range(R):
             for c in range(C):
                 if cfg.multipliers == "dsp":
@@ -372,14 +389,22 @@ class FlexCiMMacro(wiring.Component):
                     pairs.append(pair)
                 m.d.sync += prod[r][c].eq(_tree(pairs))
 
-        # ---- stage 3 -> 4: sub-macro adder trees ---------------------------------------------
+        # ---- sub-macro adder trees, two adder levels per stage ---------------------------
         rpp = cfg.rows_per_submacro
         for p in range(P):
             for c in range(C):
-                m.d.sync += part[p][c].eq(_tree([prod[r][c] for r in range(p * rpp,
-                                                                          (p + 1) * rpp)]))
+                values = [prod[r][c] for r in range(p * rpp, (p + 1) * rpp)]
+                for stage in range(cfg.tree_stages - 1):
+                    values = [_tree(values[k:k + 4]) for k in range(0, len(values), 4)]
+                    registered = []
+                    for k, v in enumerate(values):
+                        reg = Signal(signed(part_bits), name=f"tree_{p}_{c}_{stage}_{k}")
+                        m.d.sync += reg.eq(v)
+                        registered.append(reg)
+                    values = registered
+                m.d.sync += part[p][c].eq(_tree(values))
 
-        # ---- stage 4 -> out: merging unit ----------------------------------------------------
+        # ---- merging unit: sub-macro sums, accumulation, output ---------------------------
         total = []
         for c in range(C):
             s = Signal(signed(cfg.acc_bits), name=f"total_{c}")
