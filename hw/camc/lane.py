@@ -282,25 +282,35 @@ class CAMCLane(wiring.Component):
 
         # raw and compressed group buffers, same layout: group g at byte `group_offset[g]`
         block_bytes = cfg.block_bytes
-        m.submodules.raw_buf = raw_buf = memory.Memory(shape=8, depth=block_bytes, init=[])
-        m.submodules.comp_buf = comp_buf = memory.Memory(shape=8, depth=block_bytes, init=[])
+        # two banks each (ping-pong): the next block is split and compressed into one while
+        # the writer copies the other
+        m.submodules.raw_buf = raw_buf = memory.Memory(shape=8, depth=2 * block_bytes,
+                                                       init=[])
+        m.submodules.comp_buf = comp_buf = memory.Memory(shape=8, depth=2 * block_bytes,
+                                                         init=[])
         raw_w, comp_w = raw_buf.write_port(), comp_buf.write_port()
         raw_r, comp_r = raw_buf.read_port(), comp_buf.read_port()
         offsets = Array(Const(x, range(block_bytes)) for x in cfg.group_offsets)
         sizes = Array(Const(x, range(cfg.max_group_bytes + 1)) for x in cfg.group_raw_bytes)
 
-        busy = Signal()                 # the buffers hold a block the writer has not copied
+        def bank_base(bank):
+            return Mux(bank, block_bytes, 0)
+
+        # busy[k]: bank k holds a block the writer has not copied yet
+        busy = Array(Signal(name=f"busy_{k}") for k in range(2))
+        in_bank = Signal()
         in_pos = Signal(range(block_bytes))
         in_group = Signal(range(groups))
         in_byte = Signal(range(cfg.max_group_bytes))
         byte = to_bytes.o
-        gate = (in_pos == 0) & busy
+        gate = (in_pos == 0) & busy[in_bank]
         m.d.comb += [comp.i.valid.eq(byte.valid & ~gate),
                      byte.ready.eq(comp.i.ready & ~gate),
                      comp.i.payload.data.eq(byte.payload.data),
                      comp.i.payload.first.eq(in_byte == 0),
                      comp.i.payload.last.eq(in_byte == sizes[in_group] - 1),
-                     raw_w.addr.eq(in_pos), raw_w.data.eq(byte.payload.data)]
+                     raw_w.addr.eq(bank_base(in_bank) + in_pos),
+                     raw_w.data.eq(byte.payload.data)]
         set_busy = Signal()
         with m.If(comp.i.valid & comp.i.ready):
             m.d.comb += raw_w.en.eq(1)
@@ -311,13 +321,17 @@ class CAMCLane(wiring.Component):
             with m.Else():
                 m.d.sync += in_byte.eq(in_byte + 1)
             m.d.sync += in_pos.eq(Mux(in_pos == block_bytes - 1, 0, in_pos + 1))
+            with m.If(in_pos == block_bytes - 1):
+                m.d.sync += in_bank.eq(~in_bank)
 
         # compressed bytes into comp_buf, clipped at the group's raw size
         out_group = Signal(range(groups))
         out_byte = Signal(range(cfg.compressor.max_compressed_bytes + 1))
-        bytes_done = Signal()
+        out_bank = Signal()
+        bytes_done = Array(Signal(name=f"bytes_done_{k}") for k in range(2))
         m.d.comb += [comp.o.ready.eq(1),
-                     comp_w.addr.eq(offsets[out_group] + out_byte[:len(comp_w.addr)]),
+                     comp_w.addr.eq(bank_base(out_bank) + offsets[out_group]
+                                    + out_byte[:len(comp_w.addr)]),
                      comp_w.data.eq(comp.o.payload.data)]
         with m.If(comp.o.valid):
             m.d.comb += comp_w.en.eq(out_byte < sizes[out_group])
@@ -325,29 +339,31 @@ class CAMCLane(wiring.Component):
                 m.d.sync += [out_byte.eq(0),
                              out_group.eq(Mux(out_group == groups - 1, 0, out_group + 1))]
                 with m.If(out_group == groups - 1):
-                    m.d.sync += bytes_done.eq(1)
+                    m.d.sync += [bytes_done[out_bank].eq(1), out_bank.eq(~out_bank)]
             with m.Else():
                 m.d.sync += out_byte.eq(out_byte + 1)
 
         # per-group verdicts
-        stored = Array(Signal(range(cfg.max_group_bytes + 1), name=f"stored_{g}")
-                       for g in range(groups))
-        raw_flag = Signal(groups)
-        total = Signal(range(block_bytes + 1))
+        stored = Array(Array(Signal(range(cfg.max_group_bytes + 1), name=f"stored_{k}_{g}")
+                             for g in range(groups)) for k in range(2))
+        raw_flag = Array(Signal(groups, name=f"raw_flag_{k}") for k in range(2))
+        total = Array(Signal(range(block_bytes + 1), name=f"total_{k}") for k in range(2))
+        status_bank = Signal()
         status_group = Signal(range(groups))
-        status_done = Signal()
+        status_done = Array(Signal(name=f"status_done_{k}") for k in range(2))
         st = comp.o_status.payload
-        m.d.comb += comp.o_status.ready.eq(~status_done)
-        with m.If(comp.o_status.valid & ~status_done):
+        m.d.comb += comp.o_status.ready.eq(~status_done[status_bank])
+        with m.If(comp.o_status.valid & ~status_done[status_bank]):
             keep_raw = st.compressed_length >= st.raw_length
             length = Mux(keep_raw, st.raw_length, st.compressed_length)
-            m.d.sync += [stored[status_group].eq(length),
-                         raw_flag.bit_select(status_group, 1).eq(keep_raw),
-                         total.eq(Mux(status_group == 0, 0, total) + length),
+            m.d.sync += [stored[status_bank][status_group].eq(length),
+                         raw_flag[status_bank].bit_select(status_group, 1).eq(keep_raw),
+                         total[status_bank].eq(Mux(status_group == 0, 0, total[status_bank])
+                                               + length),
                          status_group.eq(Mux(status_group == groups - 1, 0,
                                              status_group + 1))]
             with m.If(status_group == groups - 1):
-                m.d.sync += status_done.eq(1)
+                m.d.sync += [status_done[status_bank].eq(1), status_bank.eq(~status_bank)]
 
         # writer: stored bytes of every group -> words -> write queue
         m.submodules.to_words = to_words = WidthUpConverter(
@@ -361,6 +377,7 @@ class CAMCLane(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o_wdata), wqueue.r_stream)
 
         copying = Signal()
+        w_bank = Signal()
         w_group = Signal(range(groups))
         w_byte = Signal(range(cfg.max_group_bytes + 1))
         held = Signal()                 # a byte read from a buffer waits in the port register
@@ -371,35 +388,39 @@ class CAMCLane(wiring.Component):
                      to_words.i.payload.data.eq(Mux(held_raw, raw_r.data, comp_r.data)),
                      to_words.i.payload.last.eq(held_last),
                      raw_r.en.eq(advance), comp_r.en.eq(advance),
-                     raw_r.addr.eq(offsets[w_group] + w_byte[:len(raw_r.addr)]),
-                     comp_r.addr.eq(offsets[w_group] + w_byte[:len(comp_r.addr)])]
+                     raw_r.addr.eq(bank_base(w_bank) + offsets[w_group]
+                                   + w_byte[:len(raw_r.addr)]),
+                     comp_r.addr.eq(bank_base(w_bank) + offsets[w_group]
+                                    + w_byte[:len(comp_r.addr)])]
         with m.If(advance):
             m.d.sync += held.eq(0)
-        start = status_done & bytes_done & ~copying & wreqs.w_rdy & flags.r_rdy
+        start = (status_done[w_bank] & bytes_done[w_bank] & ~copying & wreqs.w_rdy
+                 & flags.r_rdy)
         req = Signal(cfg.wreq_layout)
-        m.d.comb += [req.stored[g].eq(stored[g]) for g in range(groups)]
-        m.d.comb += [req.raw.eq(raw_flag), req.length_error.eq(flags.r_data),
-                     req.beats.eq((total + cfg.mem_bytes - 1) >> (cfg.mem_bytes.bit_length() - 1)),
+        m.d.comb += [req.stored[g].eq(stored[w_bank][g]) for g in range(groups)]
+        m.d.comb += [req.raw.eq(raw_flag[w_bank]), req.length_error.eq(flags.r_data),
+                     req.beats.eq((total[w_bank] + cfg.mem_bytes - 1)
+                                  >> (cfg.mem_bytes.bit_length() - 1)),
                      wreqs.w_data.eq(req)]
         with m.If(start):
             m.d.sync += [copying.eq(1), w_group.eq(0), w_byte.eq(0)]
         with m.If(copying & advance):
-            last_byte = w_byte == stored[w_group] - 1
+            last_byte = w_byte == stored[w_bank][w_group] - 1
             final_group = w_group == groups - 1
-            m.d.sync += [held.eq(1), held_raw.eq(raw_flag.bit_select(w_group, 1)),
+            m.d.sync += [held.eq(1), held_raw.eq(raw_flag[w_bank].bit_select(w_group, 1)),
                          held_last.eq(last_byte & final_group)]
             with m.If(last_byte):
                 m.d.sync += [w_byte.eq(0), w_group.eq(w_group + 1)]
                 with m.If(final_group):
-                    m.d.sync += [copying.eq(0), status_done.eq(0), bytes_done.eq(0)]
+                    m.d.sync += [copying.eq(0), status_done[w_bank].eq(0),
+                                 bytes_done[w_bank].eq(0), busy[w_bank].eq(0),
+                                 w_bank.eq(~w_bank)]
                     m.d.comb += [wreqs.w_en.eq(1), flags.r_en.eq(1)]
             with m.Else():
                 m.d.sync += w_byte.eq(w_byte + 1)
-        # `busy` from a block's first byte until the writer has read its last one
+        # a bank is busy from its block's first byte until the writer has read its last one
         with m.If(set_busy):
-            m.d.sync += busy.eq(1)
-        with m.Elif(wreqs.w_en):
-            m.d.sync += busy.eq(0)
+            m.d.sync += busy[in_bank].eq(1)
         m.d.comb += [self.o_wreq.valid.eq(wreqs.r_rdy),
                      self.o_wreq.payload.eq(wreqs.r_data), wreqs.r_en.eq(self.o_wreq.ready)]
 
