@@ -206,8 +206,9 @@ class FlexCiMMacro(wiring.Component):
 
     Latency
     -------
-    The sums of a vector are offered 7 cycles after its last activation beat is taken (fill
-    buffer, distribution, multiply, adder trees, merge, output queue).
+    The sums of a vector are offered ``cfg.pipeline_stages + 3`` cycles after its last
+    activation beat is taken (fill buffer, array read, window, index select, multiply, adder
+    trees, merge, output queue): 10 for the default preset.
 
     Throughput
     ----------
