@@ -47,7 +47,7 @@ PRODUCT_BITS = ACT_BITS + OPERAND_BITS
 MODE_BITS = 3
 SHIFT_BITS = 5
 #: Pipeline stages between an accepted beat and its products reaching the accumulators.
-LATENCY = 4
+LATENCY = 6
 #: Result rows the output queue holds.
 OUTPUT_QUEUE_DEPTH = 4
 
@@ -115,7 +115,10 @@ PRESETS: dict[str, PEArrayConfig] = {
 
 class ProcessingElement(Elaboratable):
     """One reconfigurable PE: operand formation, the packed multiply, field extraction with
-    sign correction and two accumulator lanes, in a 4-stage pipeline that never stalls.
+    sign correction and two accumulator lanes, in a 6-stage pipeline that never stalls
+    (operands, operands again, multiply, product again, fields, accumulate: the extra
+    registers around the multiply let the placer put one of each next to the MULT18X18D, as
+    the fabric-to-DSP routing limited an 8 x 8 array to 77 MHz).
 
     Members
     -------
@@ -170,12 +173,18 @@ class ProcessingElement(Elaboratable):
             with m.Default():
                 m.d.sync += [a.eq(self.acts[0]), b.eq(w8), kind.eq(0)]
 
-        # stage 2: the one multiply (MULT18X18D)
+        # stage 2: operands again; stage 3: the one multiply (MULT18X18D); stage 4: product again
+        a_near = Signal(signed(ACT_BITS))
+        b_near = Signal(signed(OPERAND_BITS))
+        raw_product = Signal(signed(PRODUCT_BITS))
         product = Signal(signed(PRODUCT_BITS))
-        kind2 = Signal(2)
-        m.d.sync += [product.eq(a * b), kind2.eq(kind)]
+        kinds = [Signal(2, name=f"kind{s}") for s in range(2, 5)]
+        m.d.sync += [a_near.eq(a), b_near.eq(b), raw_product.eq(a_near * b_near),
+                     product.eq(raw_product), kinds[0].eq(kind), kinds[1].eq(kinds[0]),
+                     kinds[2].eq(kinds[1])]
+        kind2 = kinds[2]
 
-        # stage 3: fields, sign-corrected
+        # stage 5: fields, sign-corrected
         lanes = [Signal(signed(PRODUCT_BITS), name=f"lane{k}") for k in range(2)]
         assert FIELD_SHIFT["a8kv4"] == FIELD_SHIFT["w4a8"]
         with m.Switch(kind2):
@@ -187,7 +196,7 @@ class ProcessingElement(Elaboratable):
             with m.Default():
                 m.d.sync += [lanes[0].eq(product), lanes[1].eq(0)]
 
-        # stage 4: accumulate
+        # stage 6: accumulate
         acc = [Signal(signed(ACC_BITS), name=f"acc{k}") for k in range(2)]
         for k in range(2):
             m.d.comb += self.total[k].eq(acc[k] + lanes[k])
@@ -219,7 +228,7 @@ class PEArray(wiring.Component):
 
     Latency
     -------
-    Row 0 of a run's results is offered 8 cycles after the run's last beat is taken (4
+    Row 0 of a run's results is offered 10 cycles after the run's last beat is taken (6
     pipeline stages, 2 requantiser stages, 2 through the output queue).
 
     Throughput
@@ -268,7 +277,7 @@ class PEArray(wiring.Component):
         out_sum = [Signal(signed(ACC_BITS), name=f"out_sum_{r}") for r in range(R)]
         out_shift = Signal(SHIFT_BITS)
 
-        busy = full | last[0] | last[1] | last[2]
+        busy = full | Cat(*last).any()
         m.d.comb += self.i.ready.eq(~(beat.last & busy))
 
         # the PEs and the per-row activation sums
