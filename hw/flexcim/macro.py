@@ -277,14 +277,12 @@ class FlexCiMMacro(wiring.Component):
                                                    payload=cfg.out_layout))
         wiring.connect(m, out.o, wiring.flipped(self.o))
 
-        # sums on their way (in the pipeline or the queue) only grow by the one tile that may
-        # leave the fill buffer in a cycle, so last cycle's count, one short of full, is enough
-        # (a register: `transfer` fans out to the whole tile)
-        lasts_in_flight = sum(s_valid[k] & s_last[k] for k in range(stages))
-        room = Signal()
-        m.d.sync += room.eq((out.level + lasts_in_flight) < cfg.out_depth - 1)
+        # sums on their way (a vector's last tile in the pipeline, or sums in the queue): a
+        # counter, so that `transfer`, which fans out to the whole tile, is shallow logic
+        pending = Signal(range(cfg.out_depth + 1))
         transfer = Signal()
-        m.d.comb += transfer.eq(fill_full & (~fill_last | room))
+        m.d.comb += transfer.eq(fill_full & (~fill_last | (pending < cfg.out_depth)))
+        m.d.sync += pending.eq(pending + (transfer & fill_last) - (self.o.valid & self.o.ready))
         pipeline_empty = ~fill_full & ~s_valid.any() & ~act_busy
 
         # ---- handshakes ----------------------------------------------------------------------
