@@ -17,7 +17,6 @@ for the ports, latency and throughput of the whole.
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
 
 from ..common.width_converter import (
     WidthConverterConfig,
@@ -101,15 +100,16 @@ class PlaneAssembler(wiring.Component):
 
         is_raw = Signal()           # registered at the start of each group
         all_sent = self.i_job.valid & (group == job.fetched)
-        # min(remaining, n) and "remaining <= n" from the register's bits (n is a power of
-        # two), so no wide compare sits on the per-cycle path
-        ln = exact_log2(n)
-        high = remaining[ln:]
+        # registered min(remaining, n) and "remaining <= n", so no wide compare sits on the
+        # per-cycle path; their next values are worked out for every possible number of
+        # bytes accepted (0..n) in parallel from `remaining`, then picked
         rem_small = Signal(range(n + 1))
         rem_fits = Signal()
-        m.d.comb += [rem_small.eq(Mux(high != 0, n, remaining[:ln] if ln else 0)),
-                     rem_fits.eq((remaining[ln + 1:] == 0)
-                                 & ~(remaining[ln] & (remaining[:ln] != 0 if ln else 0)))]
+        next_small = Array(Signal(range(n + 1), name=f"next_small_{a}") for a in range(n + 1))
+        next_fits = Array(Signal(name=f"next_fits_{a}") for a in range(n + 1))
+        for a in range(n + 1):
+            after = remaining - a
+            m.d.comb += [next_small[a].eq(Mux(after > n, n, after)), next_fits[a].eq(after <= n)]
 
         # stage A: one trimmed chunk (bytes of the current group only, or zero padding) in a
         # register; stage B packs chunks into output words
@@ -164,7 +164,8 @@ class PlaneAssembler(wiring.Component):
             m.d.sync += c_valid.eq(0)
         with m.If(take):
             m.d.sync += [c_valid.eq(1), c_data.eq(chunk & mask), c_count.eq(accepted),
-                         remaining.eq(remaining - accepted)]
+                         remaining.eq(remaining - accepted),
+                         rem_small.eq(next_small[accepted]), rem_fits.eq(next_fits[accepted])]
             done = rem_fits & (accepted == rem_small)
             with m.If(mode == 1):
                 with m.If(done):
@@ -186,6 +187,10 @@ class PlaneAssembler(wiring.Component):
 
         with m.If(self.i_job.valid & ~started & (group < job.fetched)):
             m.d.sync += [started.eq(1), remaining.eq(raw_sizes[group]),
+                         rem_small.eq(Array(Const(min(x, n), range(n + 1))
+                                            for x in self.group_raw_bytes)[group]),
+                         rem_fits.eq(Array(Const(int(x <= n), 1)
+                                           for x in self.group_raw_bytes)[group]),
                          is_raw.eq(job.raw.bit_select(group, 1)),
                          mode.eq(Mux(job.unmapped, 1, 0))]
 
