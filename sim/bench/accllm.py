@@ -10,7 +10,8 @@ perplexity cost of each AccLLM step on SmolLM2.
   mode's codes of the real weights (``--quick``: 16 and 8 outputs on a 2 x 2 array).
 * ``kv_manager``: appends and read beats per cycle of the Λ KV manager (``smollm2`` preset).
 * ``fpga``: LUT/FF/DSP/BRAM and Fmax from ``build/accllm/ulx3s-85f/report.json`` (made by
-  ``make bitstream DESIGN=accllm``; the bench does not run nextpnr), with MACs per second.
+  ``make bitstream DESIGN=accllm``; the bench does not run nextpnr) and, if built, of the 8 x 8
+  preset (:data:`LARGE_COMMAND`), with MACs per second.
 * ``perplexity``: the SmolLM2 variants of each step from ``build/bench/models.json``
   (``llmhw bench models``; not re-run here).
 """
@@ -208,23 +209,37 @@ def bench_kv_manager(appends: int) -> dict:
     return row
 
 
-def fpga_report(mode_rows: list[dict], cfg: PEArrayConfig) -> dict:
-    path = REPO / "build" / "accllm" / "ulx3s-85f" / "report.json"
+LARGE_COMMAND = ("llmhw bitstream --design accllm --preset large "
+                 "--build-root build/accllm_large --no-pack")
+
+
+def _report(path: Path, command: str, mode_rows: list[dict]) -> dict:
     if not path.is_file():
-        return {"missing": str(path.relative_to(REPO)),
-                "command": "make bitstream DESIGN=accllm"}
+        return {"missing": str(path.relative_to(REPO)), "command": command}
     report = json.loads(path.read_text())
-    out = {"command": "make bitstream DESIGN=accllm", "report": report}
+    out = {"command": command, "report": report}
     fmax = report.get("fmax_mhz")
     dsp = report.get("utilisation", {}).get("DSP", {}).get("used")
     if isinstance(fmax, int | float):
-        out["gmacs_per_second"] = {r["mode"]: round(r["macs_per_cycle"] * fmax / 1000, 3)
-                                   for r in mode_rows}
+        out["gmacs_per_second"] = {r["mode"]: round(r["macs_per_cycle_per_multiplier"] * dsp
+                                                    * fmax / 1000, 3) for r in mode_rows} \
+            if dsp else {}
     if dsp:
         out["macs_per_cycle_per_mult18x18d"] = {
-            r["mode"]: round(r["macs_per_cycle"] / dsp, 3) for r in mode_rows}
-    out["config"] = {"rows": cfg.rows, "cols": cfg.cols}
+            r["mode"]: r["macs_per_cycle_per_multiplier"] for r in mode_rows}
     return out
+
+
+def fpga_report(mode_rows: list[dict], cfg: PEArrayConfig) -> dict:
+    """The default preset's report (``make bitstream DESIGN=accllm``) and, when built, the 8 x 8
+    ``large`` preset's; GMAC/s = measured MACs per cycle per multiplier x DSPs x Fmax."""
+    return {
+        "default": _report(REPO / "build" / "accllm" / "ulx3s-85f" / "report.json",
+                           "make bitstream DESIGN=accllm", mode_rows),
+        "large": _report(REPO / "build" / "accllm_large" / "accllm" / "ulx3s-85f"
+                         / "report.json", LARGE_COMMAND, mode_rows),
+        "bench_config": {"rows": cfg.rows, "cols": cfg.cols},
+    }
 
 
 def perplexity() -> dict:
