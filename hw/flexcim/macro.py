@@ -39,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 from golden.flexcim import DENSE, NM_CANDIDATES, nm_log2
 
 from ..common.queue import Queue, QueueConfig
+from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_int, check_power_of_two
 
 __all__ = ["FlexCiMConfig", "FlexCiMMacro", "PRESETS"]
@@ -206,9 +207,9 @@ class FlexCiMMacro(wiring.Component):
 
     Latency
     -------
-    The sums of a vector are offered ``cfg.pipeline_stages + 3`` cycles after its last
-    activation beat is taken (fill buffer, array read, window, index select, multiply, adder
-    trees, merge, output queue): 10 for the default preset.
+    The sums of a vector are offered ``cfg.pipeline_stages + 4`` cycles after its last
+    activation beat is taken (input skid buffer, fill buffer, array read, window, index
+    select, multiply, adder trees, merge, output queue): 11 for the default preset.
 
     Throughput
     ----------
@@ -286,17 +287,25 @@ class FlexCiMMacro(wiring.Component):
         pipeline_empty = ~fill_full & ~s_valid.any() & ~act_busy
 
         # ---- handshakes ----------------------------------------------------------------------
+        # skid buffers on both inputs: their `ready` is a register, and the beat taken drives
+        # the write enables of the whole fill buffer from registers only
+        m.submodules.act_in = act_in = SkidBuffer(SkidBufferConfig(payload=cfg.act_layout))
+        m.submodules.weight_in = weight_in = SkidBuffer(
+            SkidBufferConfig(payload=cfg.weight_layout))
+        wiring.connect(m, wiring.flipped(self.i_act), act_in.i)
+        wiring.connect(m, wiring.flipped(self.i_weight), weight_in.i)
+        i_act, i_weight = act_in.o, weight_in.o
         act_take = Signal()
         w_take = Signal()
         m.d.comb += [
-            self.i_act.ready.eq(~w_busy & (~fill_full | transfer)),
-            act_take.eq(self.i_act.valid & self.i_act.ready),
-            self.i_weight.ready.eq(w_busy | (pipeline_empty & ~self.i_act.valid)),
-            w_take.eq(self.i_weight.valid & self.i_weight.ready),
+            i_act.ready.eq(~w_busy & (~fill_full | transfer)),
+            act_take.eq(i_act.valid & i_act.ready),
+            i_weight.ready.eq(w_busy | (pipeline_empty & ~i_act.valid)),
+            w_take.eq(i_weight.valid & i_weight.ready),
         ]
 
         # ---- weight loading ------------------------------------------------------------------
-        wp = self.i_weight.payload
+        wp = i_weight.payload
         row_now = Signal(range(R))
         tile_now = Signal(range(cfg.depth))
         m.d.comb += [row_now.eq(Mux(wp.first, 0, w_row)),
@@ -321,7 +330,7 @@ class FlexCiMMacro(wiring.Component):
                                          beats_per_tile.eq(cfg.beats_per_tile(n, mm))]
 
         # ---- filling tiles -------------------------------------------------------------------
-        ap = self.i_act.payload
+        ap = i_act.payload
         with m.If(act_take):
             m.d.sync += act_busy.eq(~ap.last)
             with m.Switch(fill_count):
