@@ -285,8 +285,12 @@ class MeadowEngine(wiring.Component):
                      rq_coarse.eq(rq_sum >> Cat(Const(0, 3), desc.out_shift[3:]))]
         rounded = Signal(signed(50))
         m.d.comb += rounded.eq(rq_coarse >> desc.out_shift[:3])
-        clamped = Mux(rounded > 127, 127, Mux(rounded < -127, -127, rounded))
-        m.d.sync += rq_out.eq(Mux(desc.relu & desc.op & (clamped < 0), 0, clamped))
+        # saturation from the top bits (reductions, not wide comparisons: timing)
+        negative = rounded[-1]
+        over = ~negative & rounded[7:].any()
+        under = negative & (~rounded[7:].all() | (rounded[:7] == 0))
+        clamped = Mux(over, 127, Mux(under, -127, rounded[:8].as_signed()))
+        m.d.sync += rq_out.eq(Mux(desc.relu & desc.op & negative, 0, clamped))
         rq_done = rq_v[-1]
 
         # ---- defaults -------------------------------------------------------------------------
@@ -458,7 +462,7 @@ class MeadowEngine(wiring.Component):
                     e_reg = Signal(16, name=f"e{p}")
                     m.d.sync += score.eq(scores[p])                               # 2
                     m.d.comb += diff.eq(score_max[p] - score)
-                    m.d.sync += dsat.eq(Mux(diff > DIFF_MAX, DIFF_MAX, diff))     # 3
+                    m.d.sync += dsat.eq(Mux(diff[21:].any(), DIFF_MAX, diff[:21]))  # 3
                     m.d.sync += [pp_lo.eq(dsat[:16] * desc.exp_mult),             # 4
                                  pp_hi.eq(dsat[16:] * desc.exp_mult)]
                     m.d.sync += rounded_e.eq((pp_hi << 16) + pp_lo                # 5
@@ -466,7 +470,7 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += coarse.eq(rounded_e >> Cat(Const(0, 3),            # 6
                                                            desc.exp_shift[3:]))
                     shifted = coarse >> desc.exp_shift[:3]
-                    m.d.comb += index.eq(Mux(shifted > EXP_ENTRIES - 1, EXP_ENTRIES - 1,
+                    m.d.comb += index.eq(Mux(shifted[9:].any(), EXP_ENTRIES - 1,
                                              shifted))
                     m.d.comb += lut_rd[p].addr.eq(index)                          # 7: data
                     m.d.sync += e_reg.eq(Mux(visible(p, tag[7]), lut_rd[p].data, 0))  # 8
@@ -507,7 +511,7 @@ class MeadowEngine(wiring.Component):
                     scaled_p = Signal(33, name=f"pscaled{p}")
                     m.d.sync += [e_in.eq(evec[p][:16]), scaled_p.eq(e_in * recip[p])]
                     top = scaled_p >> PROB_SHIFT
-                    probs.append(Mux(top > 255, 255, top[:8]))
+                    probs.append(Mux(top[8:].any(), 255, top[:8]))
                 m.d.comb += [p_wr.en.eq(valid[3]), p_wr.addr.eq(tag[3]),
                              p_wr.data.eq(Cat(*probs))]
                 with m.If((count == desc.keys) & ~pipe_busy):
