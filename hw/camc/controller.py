@@ -471,9 +471,11 @@ class CAMCController(wiring.Component):
                 m.d.comb += lane_wreq.ready.eq(1)
                 with m.If(lane_wreq.valid):
                     m.d.sync += [wreq.eq(lane_wreq.payload),
-                                 beats_left.eq(lane_wreq.payload.beats),
-                                 fits.eq(alloc + lane_wreq.payload.beats <= cfg.memory_words)]
-                    m.next = "WRITE_CMD"
+                                 beats_left.eq(lane_wreq.payload.beats)]
+                    m.next = "WRITE_CHECK"
+            with m.State("WRITE_CHECK"):
+                m.d.sync += fits.eq(alloc + wreq.beats <= cfg.memory_words)
+                m.next = "WRITE_CMD"
             with m.State("WRITE_CMD"):
                 m.d.comb += [self.mem.cmd.valid.eq(fits),
                              self.mem.cmd.payload.addr.eq(alloc),
@@ -523,8 +525,10 @@ class CAMCController(wiring.Component):
                              job.raw.eq(entry.raw), job.fetched.eq(fetched),
                              job.planes.eq(planes), job.keep.eq(keep),
                              job.unmapped.eq(unmapped),
-                             job.bytes.eq(Mux(unmapped, 0, total)),
-                             job.beats.eq(Mux(unmapped, 0, (total + cfg.mem_bytes - 1) >> shift))]
+                             job.bytes.eq(Mux(unmapped, 0, total))]
+                m.next = "PLAN_WORDS"
+            with m.State("PLAN_WORDS"):
+                m.d.sync += job.beats.eq((job.bytes + cfg.mem_bytes - 1) >> shift)
                 m.next = "READ_JOB"
             with m.State("READ_JOB"):
                 m.d.comb += [lane_job.valid.eq(1), lane_job.payload.eq(job)]

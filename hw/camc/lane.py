@@ -132,7 +132,8 @@ class PlaneAssembler(wiring.Component):
         chunk_last = Signal()
         take = Signal()     # a chunk is accepted this cycle
         free = ~c_valid | c_take
-        active = self.i_job.valid & started & (group < job.fetched)
+        # `started` is only set for a group of a valid job (which stays until `o_done`)
+        active = started
         with m.If(active & free & (rem_small != 0) & (mode == 0)):
             with m.If(is_raw):
                 m.d.comb += [self.i_raw.ready.eq(1), take.eq(self.i_raw.valid),
