@@ -335,19 +335,25 @@ class CAMCLane(wiring.Component):
         out_byte = Signal(range(cfg.compressor.max_compressed_bytes + 1))
         out_bank = Signal()
         bytes_done = Array(Signal(name=f"bytes_done_{k}") for k in range(2))
-        m.d.comb += [comp.o.ready.eq(1),
-                     comp_w.addr.eq(bank_base(out_bank) + offsets[out_group]
-                                    + out_byte[:len(comp_w.addr)]),
+        # write address and room left in the group's region, kept in registers
+        out_addr = Signal(range(2 * block_bytes))
+        out_room = Signal(range(cfg.max_group_bytes + 1), init=cfg.group_raw_bytes[0])
+        next_group = Mux(out_group == groups - 1, 0, out_group + 1)
+        next_bank = Mux(out_group == groups - 1, ~out_bank, out_bank)
+        m.d.comb += [comp.o.ready.eq(1), comp_w.addr.eq(out_addr),
                      comp_w.data.eq(comp.o.payload.data)]
         with m.If(comp.o.valid):
-            m.d.comb += comp_w.en.eq(out_byte < sizes[out_group])
+            m.d.comb += comp_w.en.eq(out_room != 0)
             with m.If(comp.o.payload.last):
-                m.d.sync += [out_byte.eq(0),
-                             out_group.eq(Mux(out_group == groups - 1, 0, out_group + 1))]
+                m.d.sync += [out_byte.eq(0), out_group.eq(next_group),
+                             out_addr.eq(bank_base(next_bank) + offsets[next_group]),
+                             out_room.eq(sizes[next_group])]
                 with m.If(out_group == groups - 1):
                     m.d.sync += [bytes_done[out_bank].eq(1), out_bank.eq(~out_bank)]
             with m.Else():
                 m.d.sync += out_byte.eq(out_byte + 1)
+                with m.If(out_room != 0):
+                    m.d.sync += [out_addr.eq(out_addr + 1), out_room.eq(out_room - 1)]
 
         # per-group verdicts
         stored = Array(Array(Signal(range(cfg.max_group_bytes + 1), name=f"stored_{k}_{g}")
@@ -385,7 +391,8 @@ class CAMCLane(wiring.Component):
         copying = Signal()
         w_bank = Signal()
         w_group = Signal(range(groups))
-        w_byte = Signal(range(cfg.max_group_bytes + 1))
+        w_left = Signal(range(cfg.max_group_bytes + 1))     # bytes of the group still to read
+        w_addr = Signal(range(2 * block_bytes))
         held = Signal()                 # a byte read from a buffer waits in the port register
         held_raw = Signal()
         held_last = Signal()
@@ -394,10 +401,7 @@ class CAMCLane(wiring.Component):
                      to_words.i.payload.data.eq(Mux(held_raw, raw_r.data, comp_r.data)),
                      to_words.i.payload.last.eq(held_last),
                      raw_r.en.eq(advance), comp_r.en.eq(advance),
-                     raw_r.addr.eq(bank_base(w_bank) + offsets[w_group]
-                                   + w_byte[:len(raw_r.addr)]),
-                     comp_r.addr.eq(bank_base(w_bank) + offsets[w_group]
-                                    + w_byte[:len(comp_r.addr)])]
+                     raw_r.addr.eq(w_addr), comp_r.addr.eq(w_addr)]
         with m.If(advance):
             m.d.sync += held.eq(0)
         start = (status_done[w_bank] & bytes_done[w_bank] & ~copying & wreqs.w_rdy
@@ -409,21 +413,24 @@ class CAMCLane(wiring.Component):
                                   >> (cfg.mem_bytes.bit_length() - 1)),
                      wreqs.w_data.eq(req)]
         with m.If(start):
-            m.d.sync += [copying.eq(1), w_group.eq(0), w_byte.eq(0)]
+            m.d.sync += [copying.eq(1), w_group.eq(0), w_left.eq(stored[w_bank][0]),
+                         w_addr.eq(bank_base(w_bank))]
         with m.If(copying & advance):
-            last_byte = w_byte == stored[w_bank][w_group] - 1
+            last_byte = w_left == 1
             final_group = w_group == groups - 1
+            after = Mux(final_group, 0, w_group + 1)
             m.d.sync += [held.eq(1), held_raw.eq(raw_flag[w_bank].bit_select(w_group, 1)),
                          held_last.eq(last_byte & final_group)]
             with m.If(last_byte):
-                m.d.sync += [w_byte.eq(0), w_group.eq(w_group + 1)]
+                m.d.sync += [w_group.eq(after), w_left.eq(stored[w_bank][after]),
+                             w_addr.eq(bank_base(w_bank) + offsets[after])]
                 with m.If(final_group):
                     m.d.sync += [copying.eq(0), status_done[w_bank].eq(0),
                                  bytes_done[w_bank].eq(0), busy[w_bank].eq(0),
                                  w_bank.eq(~w_bank)]
                     m.d.comb += [wreqs.w_en.eq(1), flags.r_en.eq(1)]
             with m.Else():
-                m.d.sync += w_byte.eq(w_byte + 1)
+                m.d.sync += [w_left.eq(w_left - 1), w_addr.eq(w_addr + 1)]
         # a bank is busy from its block's first byte until the writer has read its last one
         with m.If(set_busy):
             m.d.sync += busy[in_bank].eq(1)
