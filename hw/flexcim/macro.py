@@ -297,10 +297,14 @@ class FlexCiMMacro(wiring.Component):
         i_act, i_weight = act_in.o, weight_in.o
         act_take = Signal()
         w_take = Signal()
+        # no vector in flight: nothing enters the pipeline but activation beats, so last
+        # cycle's answer holds if no beat was taken then (a register, for timing)
+        idle = Signal()
+        m.d.sync += idle.eq(pipeline_empty & ~act_take)
         m.d.comb += [
             i_act.ready.eq(~w_busy & (~fill_full | transfer)),
             act_take.eq(i_act.valid & i_act.ready),
-            i_weight.ready.eq(w_busy | (pipeline_empty & ~i_act.valid)),
+            i_weight.ready.eq(w_busy | (idle & ~i_act.valid)),
             w_take.eq(i_weight.valid & i_weight.ready),
         ]
 
@@ -310,9 +314,17 @@ class FlexCiMMacro(wiring.Component):
         tile_now = Signal(range(cfg.depth))
         m.d.comb += [row_now.eq(Mux(wp.first, 0, w_row)),
                      tile_now.eq(Mux(wp.first, 0, w_tile))]
+        # the array write happens a cycle after the beat is taken, from registers (the rows
+        # are spread over the chip); a vector cannot read the array sooner than that
+        wr_en = Signal()
+        wr_row = Signal(range(R))
+        wr_addr = Signal(range(cfg.depth))
+        wr_data = Signal(word_bits)
+        m.d.sync += [wr_en.eq(w_take), wr_row.eq(row_now), wr_addr.eq(tile_now),
+                     wr_data.eq(Cat(wp.weights, wp.index))]
         for r, (wport, _) in enumerate(rows_mem):
-            m.d.comb += [wport.addr.eq(tile_now), wport.data.eq(Cat(wp.weights, wp.index)),
-                         wport.en.eq(w_take & (row_now == r))]
+            m.d.comb += [wport.addr.eq(wr_addr), wport.data.eq(wr_data),
+                         wport.en.eq(wr_en & (wr_row == r))]
         with m.If(w_take):
             m.d.sync += w_busy.eq(~wp.last)
             with m.If(row_now == R - 1):
