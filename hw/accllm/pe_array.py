@@ -116,9 +116,10 @@ PRESETS: dict[str, PEArrayConfig] = {
 class ProcessingElement(Elaboratable):
     """One reconfigurable PE: operand formation, the packed multiply, field extraction with
     sign correction and two accumulator lanes, in a 6-stage pipeline that never stalls
-    (operands, operands again, multiply, product again, fields, accumulate: the extra
-    registers around the multiply let the placer put one of each next to the MULT18X18D, as
-    the fabric-to-DSP routing limited an 8 x 8 array to 77 MHz).
+    (operands, operands again, multiply, product again, fields, accumulate). The extra
+    registers around the multiply are there for the routing between fabric and MULT18X18D,
+    which limits large arrays (an 8 x 8 array reaches 78.6 MHz: nextpnr does not place them
+    next to the DSP; the DSP's own registers would be the fix).
 
     Members
     -------
