@@ -393,17 +393,22 @@ class CAMCLane(wiring.Component):
         w_group = Signal(range(groups))
         w_left = Signal(range(cfg.max_group_bytes + 1))     # bytes of the group still to read
         w_addr = Signal(range(2 * block_bytes))
-        held = Signal()                 # a byte read from a buffer waits in the port register
-        held_raw = Signal()
-        held_last = Signal()
-        advance = ~held | to_words.i.ready
-        m.d.comb += [to_words.i.valid.eq(held),
-                     to_words.i.payload.data.eq(Mux(held_raw, raw_r.data, comp_r.data)),
-                     to_words.i.payload.last.eq(held_last),
-                     raw_r.en.eq(advance), comp_r.en.eq(advance),
+        # a byte read is issued when the small queue behind the buffers has room for it and
+        # the one in flight; the buffers' (slow) read data then goes straight into the queue
+        m.submodules.wbytes = wbytes = fifo.SyncFIFOBuffered(width=9, depth=4)
+        in_flight = Signal()
+        in_flight_raw = Signal()
+        in_flight_last = Signal()
+        advance = wbytes.level < 3
+        m.d.sync += in_flight.eq(copying & advance)
+        m.d.comb += [wbytes.w_en.eq(in_flight),
+                     wbytes.w_data.eq(Cat(Mux(in_flight_raw, raw_r.data, comp_r.data),
+                                          in_flight_last)),
+                     to_words.i.valid.eq(wbytes.r_rdy),
+                     to_words.i.payload.data.eq(wbytes.r_data[:8]),
+                     to_words.i.payload.last.eq(wbytes.r_data[8]),
+                     wbytes.r_en.eq(to_words.i.ready),
                      raw_r.addr.eq(w_addr), comp_r.addr.eq(w_addr)]
-        with m.If(advance):
-            m.d.sync += held.eq(0)
         start = (status_done[w_bank] & bytes_done[w_bank] & ~copying & wreqs.w_rdy
                  & flags.r_rdy)
         req = Signal(cfg.wreq_layout)
@@ -419,8 +424,8 @@ class CAMCLane(wiring.Component):
             last_byte = w_left == 1
             final_group = w_group == groups - 1
             after = Mux(final_group, 0, w_group + 1)
-            m.d.sync += [held.eq(1), held_raw.eq(raw_flag[w_bank].bit_select(w_group, 1)),
-                         held_last.eq(last_byte & final_group)]
+            m.d.sync += [in_flight_raw.eq(raw_flag[w_bank].bit_select(w_group, 1)),
+                         in_flight_last.eq(last_byte & final_group)]
             with m.If(last_byte):
                 m.d.sync += [w_group.eq(after), w_left.eq(stored[w_bank][after]),
                              w_addr.eq(bank_base(w_bank) + offsets[after])]
