@@ -412,20 +412,28 @@ class CAMCController(wiring.Component):
                              lane.o_status.ready.eq(self.o_status.ready)]
         m.d.comb += status_route.r_en.eq(self.o_status.valid & self.o_status.ready)
 
-        # read data to the lane of its command
+        # read data to the lane of its command; registers on both data paths of the memory
+        # port keep block-RAM outputs (the lanes' queues, a block-RAM memory) off long routes
+        port = cfg.memory_port
+        m.submodules.rdata_skid = rdata_skid = SkidBuffer(
+            SkidBufferConfig(payload=port.read_layout))
+        m.submodules.wdata_skid = wdata_skid = SkidBuffer(
+            SkidBufferConfig(payload=port.write_layout))
+        wiring.connect(m, wiring.flipped(self.mem.rdata), rdata_skid.i)
+        wiring.connect(m, wdata_skid.o, wiring.flipped(self.mem.wdata))
+        rdata = rdata_skid.o
         for k, lane in enumerate(lanes):
             sel = read_route.r_rdy & (read_route.r_data == k)
-            m.d.comb += [lane.i_rdata.payload.eq(self.mem.rdata.payload.data),
-                         lane.i_rdata.valid.eq(self.mem.rdata.valid & sel)]
+            m.d.comb += [lane.i_rdata.payload.eq(rdata.payload.data),
+                         lane.i_rdata.valid.eq(rdata.valid & sel)]
             with m.If(sel):
-                m.d.comb += self.mem.rdata.ready.eq(lane.i_rdata.ready)
-        m.d.comb += read_route.r_en.eq(self.mem.rdata.valid & self.mem.rdata.ready
-                                       & self.mem.rdata.payload.last)
+                m.d.comb += rdata.ready.eq(lane.i_rdata.ready)
+        m.d.comb += read_route.r_en.eq(rdata.valid & rdata.ready & rdata.payload.last)
 
-        self._sequencer(m, lanes, order, cmd_layout, read_route, write_status)
+        self._sequencer(m, lanes, order, cmd_layout, read_route, write_status, wdata_skid.i)
         return m
 
-    def _sequencer(self, m, lanes, order, cmd_layout, read_route, write_status):
+    def _sequencer(self, m, lanes, order, cmd_layout, read_route, write_status, wdata):
         cfg = self.cfg
         groups = cfg.groups_count
         head = data.View(cmd_layout, order.r_data)
@@ -501,9 +509,9 @@ class CAMCController(wiring.Component):
                     m.next = "WRITE_DATA"
             with m.State("WRITE_DATA"):
                 # a write that does not fit drains its words without a memory command
-                m.d.comb += [self.mem.wdata.payload.data.eq(lane_wdata.payload),
-                             self.mem.wdata.valid.eq(fits & lane_wdata.valid),
-                             lane_wdata.ready.eq(Mux(fits, self.mem.wdata.ready, 1))]
+                m.d.comb += [wdata.payload.data.eq(lane_wdata.payload),
+                             wdata.valid.eq(fits & lane_wdata.valid),
+                             lane_wdata.ready.eq(Mux(fits, wdata.ready, 1))]
                 with m.If(lane_wdata.valid & lane_wdata.ready):
                     m.d.sync += beats_left.eq(beats_left - 1)
                     with m.If(beats_left == 1):
