@@ -74,5 +74,7 @@ def test_configs_are_small():
     for name, label, cfg in CASES:
         if isinstance(cfg, BitplaneConfig):
             assert cfg.block_values <= 256, (name, label)
+        elif isinstance(cfg, controller.CAMCConfig):
+            assert cfg.block_bytes <= 1024, (name, label)
         else:
             assert cfg.max_block_bytes <= 1024, (name, label)
