@@ -386,19 +386,11 @@ class FlexCiMMacro(wiring.Component):
                     m.d.sync += [w.eq(0) for w in window]
         row_word = [Signal(word_bits, name=f"word_{r}") for r in range(R)]
         m.d.sync += [row_word[r].eq(rows_mem[r][1].data) for r in range(R)]
-        # LUT multipliers: the sign-bit partial product -sel (or 0) is formed here, a stage
-        # early, so the multiply stage starts from registers with one carry chain per adder
-        sel_neg = [[Signal(signed(9), name=f"seln_{r}_{c}") for c in range(C)]
-                   for r in range(R)]
         for r in range(R):
             for c in range(C):
                 index = row_word[r][8 * C + IB * c:8 * C + IB * (c + 1)]
-                weight = row_word[r][8 * c:8 * (c + 1)].as_signed()
-                selected = Signal(signed(8), name=f"selc_{r}_{c}")
-                m.d.comb += selected.eq(Array(windows[r])[index])
-                m.d.sync += [sel[r][c].eq(selected), wgt[r][c].eq(weight)]
-                if cfg.multipliers == "lut":
-                    m.d.sync += sel_neg[r][c].eq(Mux(weight[7], -selected, 0))
+                m.d.sync += [sel[r][c].eq(Array(windows[r])[index]),
+                             wgt[r][c].eq(row_word[r][8 * c:8 * (c + 1)].as_signed())]
 
         # ---- multipliers -----------------------------------------------------------------
         for r in range(R):
@@ -409,7 +401,7 @@ class FlexCiMMacro(wiring.Component):
                 # sel * wgt = sum_i wgt[i] * sel << i, bit 7 weighing -128; pairs of partial
                 # products in one stage, their sum in the next
                 a, b = sel[r][c], wgt[r][c]
-                partial = [Mux(b[i], a, 0) << i for i in range(7)] + [sel_neg[r][c] << 7]
+                partial = [Mux(b[i], a, 0) << i for i in range(7)] + [Mux(b[7], -a, 0) << 7]
                 pairs = []
                 for k in range(4):
                     pair = Signal(signed(16), name=f"pp_{r}_{c}_{k}")
