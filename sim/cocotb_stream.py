@@ -318,3 +318,31 @@ class StreamMonitor:
 
     def _show(self, payload: int):
         return self._decode(payload)
+
+
+async def serve_memory(dut, dram, port, prefix: str = "mem") -> None:
+    """Serve the DUT's memory port ``prefix`` from ``dram`` (:class:`sim.dram.DRAMModel` or
+    anything with its ``outputs``/``clock`` interface) forever: drive the model's outputs
+    after the clock edge, sample the DUT in ``ReadOnly`` and clock the model.
+
+    ``port`` is the port's :class:`hw.common.memory_port.MemoryPortConfig`. Start it with
+    ``cocotb.start_soon``.
+    """
+    def sig(name):
+        return getattr(dut, f"{prefix}__{name}")
+
+    while True:
+        await next_cycle(dut.clk)
+        out = dram.outputs()
+        sig("cmd__ready").value = int(out["cmd_ready"])
+        sig("wdata__ready").value = int(out["wdata_ready"])
+        sig("rdata__valid").value = int(out["rdata_valid"])
+        sig("rdata__payload").value = pack(port.read_layout, out["rdata_payload"])
+        await ReadOnly()
+        cmd_valid = int(sig("cmd__valid").value)
+        wdata_valid = int(sig("wdata__valid").value)
+        cmd = unpack(port.command_layout, int(sig("cmd__payload").value)) if cmd_valid else {}
+        wdata = unpack(port.write_layout, int(sig("wdata__payload").value)) \
+            if wdata_valid else {}
+        dram.clock(out, bool(cmd_valid), cmd, bool(wdata_valid), wdata,
+                   bool(int(sig("rdata__ready").value)))

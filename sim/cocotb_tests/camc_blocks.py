@@ -388,34 +388,11 @@ def controller_commands(cfg, seed: int) -> list[tuple]:
     return commands
 
 
-async def serve_memory(dut, dram, port) -> None:
-    """Run ``dram`` (:class:`sim.dram.DRAMModel`) on the ``mem`` port forever: drive its
-    outputs after the clock edge, sample the DUT in ``ReadOnly`` and clock the model."""
-    from cocotb.triggers import ReadOnly
-
-    from sim.cocotb_stream import next_cycle, pack, unpack
-
-    while True:
-        await next_cycle(dut.clk)
-        out = dram.outputs()
-        dut.mem__cmd__ready.value = int(out["cmd_ready"])
-        dut.mem__wdata__ready.value = int(out["wdata_ready"])
-        dut.mem__rdata__valid.value = int(out["rdata_valid"])
-        dut.mem__rdata__payload.value = pack(port.read_layout, out["rdata_payload"])
-        await ReadOnly()
-        cmd_valid = int(dut.mem__cmd__valid.value)
-        wdata_valid = int(dut.mem__wdata__valid.value)
-        cmd = unpack(port.command_layout, int(dut.mem__cmd__payload.value)) if cmd_valid else {}
-        wdata = unpack(port.write_layout, int(dut.mem__wdata__payload.value)) \
-            if wdata_valid else {}
-        dram.clock(out, bool(cmd_valid), cmd, bool(wdata_valid), wdata,
-                   bool(int(dut.mem__rdata__ready.value)))
-
-
 async def _controller(dut, seed, source, sink, with_memory: bool):
     import cocotb
 
     from golden.camc.controller import ERRORS, ControllerModel
+    from sim.cocotb_stream import serve_memory
     from sim.dram import DRAMModel, DRAMTiming
 
     cfg = load_config()

@@ -15,7 +15,6 @@ import math
 import random
 
 import numpy as np
-from cocotb.triggers import ReadOnly
 
 from golden.meadow import (
     AttentionParams,
@@ -30,36 +29,13 @@ from sim.cocotb_bridge import load_config
 from sim.cocotb_stream import (
     StreamDriver,
     StreamMonitor,
-    next_cycle,
-    pack,
+    serve_memory,
     start_clock_and_reset,
-    unpack,
     wait_until,
 )
 from sim.cocotb_tests.common_blocks import drain_and_check, parametrised, patterns
 from sim.dram import DRAMTiming
 from sim.perf.meadow_rtl import AttentionJob, LinearJob, StallingDRAM, _layout
-
-
-async def serve_memory(dut, dram: StallingDRAM, port):
-    """Run ``dram`` on the engine's ``mem`` port forever: drive its outputs at the falling
-    edge, sample the engine in ``ReadOnly`` and clock the model."""
-    while True:
-        await next_cycle(dut.clk)
-        out = dram.outputs()
-        dut.mem__cmd__ready.value = int(out["cmd_ready"])
-        dut.mem__wdata__ready.value = int(out["wdata_ready"])
-        dut.mem__rdata__valid.value = int(out["rdata_valid"])
-        dut.mem__rdata__payload.value = pack(port.read_layout, out["rdata_payload"])
-        await ReadOnly()
-        cmd_valid = int(dut.mem__cmd__valid.value)
-        wdata_valid = int(dut.mem__wdata__valid.value)
-        cmd = unpack(port.command_layout, int(dut.mem__cmd__payload.value)) if cmd_valid \
-            else {}
-        wdata = unpack(port.write_layout, int(dut.mem__wdata__payload.value)) \
-            if wdata_valid else {}
-        dram.clock(out, bool(cmd_valid), cmd, bool(wdata_valid), wdata,
-                   bool(int(dut.mem__rdata__ready.value)))
 
 
 def _int8(rng: np.random.Generator, shape):
