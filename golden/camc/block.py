@@ -59,6 +59,7 @@ from .lz4 import MAX_OFFSET, lz4_compress_block, lz4_decompress_block
 
 __all__ = [
     "BLOCK_MAGIC", "CODECS", "SCHEMES", "BlockFormatError", "BlockHeader", "compress_bytes",
+    "store_groups",
     "encode_block", "parse_header", "read_plan", "decode_block", "Footprint", "footprint",
 ]
 
@@ -133,6 +134,20 @@ def _decompress(payload: bytes, codec: int, size: int) -> bytes:
     return out
 
 
+def store_groups(planes: bytes, count: int, groups, codec: str = "lz4", hash_bits: int = 12,
+                 max_offset: int = MAX_OFFSET) -> list[tuple[bytes, bool]]:
+    """Each plane group of ``planes`` (a block of ``count`` values, MSB plane first) as it is
+    stored: ``(bytes, raw)``, compressed, or raw when compression does not shrink it."""
+    pb = plane_bytes(count)
+    out, start = [], 0
+    for planes_in_group in groups:
+        raw = planes[start * pb:(start + planes_in_group) * pb]
+        start += planes_in_group
+        packed = compress_bytes(raw, codec, hash_bits, max_offset)
+        out.append((raw, True) if len(packed) >= len(raw) else (packed, False))
+    return out
+
+
 def encode_block(values, fmt: str = "bf16", groups=None, codec: str = "lz4",
                  hash_bits: int = 12, kv_layout: tuple[int, int] | None = None,
                  max_offset: int = MAX_OFFSET) -> bytes:
@@ -168,15 +183,10 @@ def encode_block(values, fmt: str = "bf16", groups=None, codec: str = "lz4",
     count = words.size
     if count >= 1 << 32:
         raise ValueError(f"a block holds fewer than 2**32 values, not {count}")
-    planes = bitplane_split(words, f)
-    pb = plane_bytes(count)
-    table, payload, start = b"", b"", 0
-    for planes_in_group in groups:
-        raw = planes[start * pb:(start + planes_in_group) * pb]
-        start += planes_in_group
-        packed = compress_bytes(raw, codec, hash_bits, max_offset)
-        is_raw = len(packed) >= len(raw)
-        stored = raw if is_raw else packed
+    table, payload = b"", b""
+    for planes_in_group, (stored, is_raw) in zip(
+            groups, store_groups(bitplane_split(words, f), count, groups, codec, hash_bits,
+                                 max_offset), strict=True):
         table += struct.pack("<BI", planes_in_group, len(stored) | (is_raw << 31))
         payload += stored
     header = struct.pack("<BBBBI", BLOCK_MAGIC, flags, CODECS[codec], len(groups), count)

@@ -45,7 +45,8 @@ from .bitplane import (
     plane_groups,
     planes_for_precision,
 )
-from .lz4 import MAX_OFFSET, LZ4FormatError, lz4_compress_block, lz4_decompress_block
+from .block import store_groups
+from .lz4 import MAX_OFFSET, LZ4FormatError, lz4_decompress_block
 
 __all__ = ["ERRORS", "MapEntry", "Status", "ControllerModel"]
 
@@ -146,17 +147,10 @@ class ControllerModel:
         words = check_values(values, self.format)
         if words.size != self.block_values:
             raise ValueError(f"a block holds {self.block_values} values, not {words.size}")
-        planes = bitplane_split(words, self.format)
-        out, stored, raw, start = b"", [], [], 0
-        for g in range(len(self.groups)):
-            group = planes[start:start + self.group_raw_bytes(g)]
-            start += len(group)
-            packed = lz4_compress_block(group, self.hash_bits, self.max_offset)
-            is_raw = len(packed) >= len(group)
-            out += group if is_raw else packed
-            stored.append(len(group) if is_raw else len(packed))
-            raw.append(is_raw)
-        return out, tuple(stored), tuple(raw)
+        groups = store_groups(bitplane_split(words, self.format), words.size, self.groups,
+                              "lz4", self.hash_bits, self.max_offset)
+        return (b"".join(data for data, _ in groups), tuple(len(data) for data, _ in groups),
+                tuple(raw for _, raw in groups))
 
     def write(self, block: int, values) -> Status:
         """Store ``values`` (any length: see ``length`` in the module docstring)."""

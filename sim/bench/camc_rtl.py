@@ -9,7 +9,7 @@ from hw.camc.lz4_decompressor import LZ4Decompressor, LZ4DecompressorConfig
 from sim.stalls import stall_pattern
 from sim.stream import simulate, stream_get, stream_put
 
-__all__ = ["compressor_throughput", "decompressor_throughput", "run_controller"]
+__all__ = ["compressor_throughput", "decompressor_throughput", "run_controller", "value_beats"]
 
 
 def compressor_throughput(cfg: LZ4CompressorConfig, blocks, *, stalls=("none", "none"),
@@ -121,15 +121,14 @@ def decompressor_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int 
     return result
 
 
-def _value_beats(values, lanes: int, width: int) -> list[dict]:
-    values = [int(v) for v in values]
-    values += [0] * (-len(values) % lanes)
-    beats = []
-    for start in range(0, len(values), lanes):
-        word = sum(v << (width * k) for k, v in enumerate(values[start:start + lanes]))
-        beats.append({"data": word, "first": int(start == 0),
-                      "last": int(start + lanes >= len(values))})
-    return beats
+def value_beats(cfg, values, *, last: bool = True) -> list[dict]:
+    """Value-side beats (``{data, first, last}``) of one block for a config with ``width``
+    and ``values_per_cycle``; lanes past ``len(values)`` are zero."""
+    w, v = cfg.width, cfg.values_per_cycle
+    values = [int(x) for x in values] + [0] * (-len(values) % v)
+    rows = len(values) // v
+    return [{"data": sum(x << (k * w) for k, x in enumerate(values[r * v:(r + 1) * v])),
+             "first": int(r == 0), "last": int(last and r == rows - 1)} for r in range(rows)]
 
 
 def _beat_values(beats, lanes: int, width: int) -> list[int]:
@@ -165,8 +164,7 @@ def run_controller(cfg, commands, *, stalls=("none", "none", "none"), seed: int 
     width, lanes = cfg.width, cfg.values_per_cycle
     dram = dram or DRAMModel(cfg.memory_port, timing or DRAMTiming(), words=cfg.memory_words)
     cmds = [{"block": b, "write": int(w), "precision": p} for b, w, p, _ in commands]
-    value_beats = [beat for b, w, p, v in commands if w
-                   for beat in _value_beats(v, lanes, width)]
+    write_beats = [beat for b, w, p, v in commands if w for beat in value_beats(cfg, v)]
     reads = sum(1 for c in commands if not c[1])
     read_beats = reads * cfg.block_values // lanes
     budget = timeout or 200 + 12 * len(commands) * (cfg.block_bytes + 64)
@@ -196,7 +194,7 @@ def run_controller(cfg, commands, *, stalls=("none", "none", "none"), seed: int 
         await stream_put(ctx, dut.i_cmd, cmds[split:], stall=stall)
 
     async def put_values(ctx):
-        await stream_put(ctx, dut.i, value_beats, stall=stall_pattern(stalls[0], seed + 1))
+        await stream_put(ctx, dut.i, write_beats, stall=stall_pattern(stalls[0], seed + 1))
 
     async def get_values(ctx):
         beats = await stream_get(ctx, dut.o, read_beats, timeout=budget,

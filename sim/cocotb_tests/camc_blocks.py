@@ -26,6 +26,7 @@ from golden.camc import (
     plane_bytes,
 )
 from hw.common.validate import packet_layout
+from sim.bench.camc_rtl import value_beats
 from sim.cocotb_bridge import load_config
 from sim.cocotb_stream import (
     StreamDriver,
@@ -50,15 +51,6 @@ def bitplane_blocks(cfg, rng: np.random.Generator) -> list[np.ndarray]:
     short = 3 * v if v >= 4 else 13 * v
     return [_random_values(cfg, rng, n), few, _random_values(cfg, rng, short),
             _random_values(cfg, rng, v), _random_values(cfg, rng, n)]
-
-
-def value_beats(cfg, values, *, last: bool = True) -> list[dict]:
-    """Value-side beats of one block; lanes past ``len(values)`` are zero."""
-    w, v = cfg.width, cfg.values_per_cycle
-    values = [int(x) for x in values] + [0] * (-len(values) % v)
-    rows = len(values) // v
-    return [{"data": sum(x << (k * w) for k, x in enumerate(values[r * v:(r + 1) * v])),
-             "first": int(r == 0), "last": int(last and r == rows - 1)} for r in range(rows)]
 
 
 def plane_beats(cfg, blob: bytes, count: int, planes: int,
