@@ -33,7 +33,7 @@ MINMATCH = 4
 LENGTH_BITS = 24
 
 #: Cycles from the transfer of a literal byte on ``i`` to its beat on ``o`` (no stalls).
-LITERAL_LATENCY = 4
+LITERAL_LATENCY = 5
 #: Cycles from the transfer of the byte that decides a block's verdict to ``o_status.valid``.
 STATUS_LATENCY = 1
 
@@ -123,9 +123,9 @@ class LZ4Decompressor(wiring.Component):
     ``output_bytes_per_cycle`` byte-wide banks (``lib.memory.Memory``; byte address ``a`` in
     bank ``a mod N``) and sends it on ``o``. A match beat reads ``N`` consecutive bytes at
     ``position - offset`` from all banks at once; for an offset below ``N`` output lane ``k``
-    takes source lane ``k mod offset`` (the repeating pattern). Bytes of the two beats before
+    takes source lane ``k mod offset`` (the repeating pattern). Bytes of the three beats before
     are not read from the buffer but forwarded (the read ports' transparency, and the
-    registers of the beat just built), so overlapping copies run at full rate.
+    registers of the two beats just built), so overlapping copies run at full rate.
 
     For timing (>= 100 MHz on ECP5 speed 6 at ``N = 4``) no cycle adds a byte to a long
     length: the parser keeps ``room = max_block_bytes - produced`` and, during a length
@@ -133,9 +133,11 @@ class LZ4Decompressor(wiring.Component):
     compare against the final extension byte, while ``length`` itself (which the
     ``literal_past_input`` check needs in full) only feeds registers. The parser also works
     out what the copier needs of a match offset (source address, lane pattern, forwarding
-    distances). The copier is three stages: A picks the beat and the bank addresses, B reads
-    the banks, C registers the output lanes (then written back to the history buffer); the
-    block RAM's slow read data passes only an AND-OR with one-hot selects before C.
+    distances). The copier is four stages: A picks the beat and the bank addresses, B reads
+    the banks, R holds the banks' read data in flip-flops (the block RAM's clock-to-out is
+    5.8 ns and the banks may be placed far from the copier, so nothing else follows them), C
+    registers the output lanes (then written back to the history buffer). Bytes of the two
+    beats in B and R are forwarded from C and from the beat C held before.
 
     After an error the parser reports it on ``o_status``, ends the output packet with an
     empty ``last`` beat and drops the rest of the block's input up to its ``last``; the next
@@ -161,8 +163,8 @@ class LZ4Decompressor(wiring.Component):
 
     Latency
     -------
-    A literal byte leaves on ``o`` :data:`LITERAL_LATENCY` (4) cycles after it is taken on
-    ``i``: parser, copier stages A to C, skid buffer on ``o``. ``o_status`` is valid
+    A literal byte leaves on ``o`` :data:`LITERAL_LATENCY` (5) cycles after it is taken on
+    ``i``: parser, copier stages A, B, R, C, skid buffer on ``o``. ``o_status`` is valid
     :data:`STATUS_LATENCY` (1) cycle after the transfer of the byte that decides the verdict
     (the parser's checks stay within that cycle): the field found bad, the final byte of a
     good block, or, for ``output_overflow`` on a literal run, the run's final byte (the
@@ -186,12 +188,12 @@ class LZ4Decompressor(wiring.Component):
     def _reach_layout(self):
         # what the copier needs of a match offset, worked out by the parser: `source[k]`, the
         # source byte of output lane k (k, or k mod offset for an offset below N);
-        # `distance[k] = offset - source[k]`, valid when `near` (offset < 2N), the only case
+        # `distance[k] = offset - source[k]`, valid when `near` (offset < 3N), the only case
         # where the source byte may still be in the copier's pipeline
         n = self.cfg.output_bytes_per_cycle
         lane_bits = max(1, exact_log2(n))
         return data.StructLayout({"near": 1, "source": data.ArrayLayout(lane_bits, n),
-                                  "distance": data.ArrayLayout(lane_bits + 1, n)})
+                                  "distance": data.ArrayLayout(lane_bits + 2, n)})
 
     def _command_layout(self):
         pos = range(self.cfg.max_block_bytes + 1)
@@ -301,7 +303,7 @@ class LZ4Decompressor(wiring.Component):
                     cmd.valid.eq(1),
                     cmd.payload.kind.eq(_Command.MATCH),
                     cmd.payload.src.eq(pos - offset),
-                    cmd.payload.reach.near.eq(offset < 2 * n),
+                    cmd.payload.reach.near.eq(offset < 3 * n),
                     cmd.payload.length.eq(match_len),
                     cmd.payload.long.eq(long),
                     cmd.payload.first.eq(first_pending),
@@ -312,7 +314,7 @@ class LZ4Decompressor(wiring.Component):
                         source = Mux(offset == v, k % v, source)
                     m.d.comb += [cmd.payload.reach.source[k].eq(source),
                                  cmd.payload.reach.distance[k].eq(
-                                     offset[:lane_bits + 1] - source)]
+                                     offset[:lane_bits + 2] - source)]
                 m.d.sync += [pos.eq(new_pos), room.eq(new_room), first_pending.eq(0)]
                 m.next = "TOKEN"
 
@@ -530,110 +532,145 @@ class LZ4Decompressor(wiring.Component):
 
         source_lane = beat_reach.source
 
-        # Stage B holds the beat whose bank reads are under way, stage C the finished beat
-        # (`out`'s registers), which is written to the history buffer when `out` takes it.
-        # The block RAM's output is slow, so it only passes an AND-OR before stage C's
-        # registers; every select is decided in stage A. A beat in A sees the beat in C through
-        # the read ports' transparency (C is written in that very cycle); the beat in B is not
-        # in the buffer yet: its bytes are forwarded from C's registers once it is in C.
-        b_valid = Signal()
-        b_first = Signal()
-        b_last = Signal()
-        b_count = Signal(range(n + 1))
-        b_byte = Signal(8)
-        b_literal = Signal()
-        # b_read_from[k][b]: lane k is read from bank b (one-hot or zero: an AND-OR after the
-        # block RAM is two LUT levels, a binary-select mux plus the other sources are more)
-        b_read_from = [[Signal(name=f"b_read_from{k}_{b}") for b in range(n)] for k in range(n)]
-        b_forward = [Signal(name=f"b_forward{k}") for k in range(n)]
-        b_forward_lane = [Signal(lane_bits, name=f"b_forward_lane{k}") for k in range(n)]
+        # Stage B holds the beat whose bank reads are under way, stage R the same beat with
+        # the banks' read data in registers (the block RAM's clock-to-out is slow and the
+        # banks sit wherever the placer found room, so nothing but a flip-flop follows them),
+        # stage C the finished beat (`out`'s registers), which is written to the history
+        # buffer when `out` takes it, and D the beat C held before. Every select is decided in
+        # stage A. A beat in A sees the beat in C through the read ports' transparency (C is
+        # written in that very cycle); the beats in B and R are not in the buffer yet: once
+        # the beat from A is in R they are in C and D, and their bytes are forwarded from
+        # those registers.
+        def beat_regs(prefix):
+            regs = {
+                "valid": Signal(name=f"{prefix}_valid"),
+                "first": Signal(name=f"{prefix}_first"),
+                "last": Signal(name=f"{prefix}_last"),
+                "count": Signal(range(n + 1), name=f"{prefix}_count"),
+                "byte": Signal(8, name=f"{prefix}_byte"),
+                "literal": Signal(name=f"{prefix}_literal"),
+                # read_from[k][b]: lane k is read from bank b (one-hot or zero: an AND-OR)
+                "read_from": [[Signal(name=f"{prefix}_read_from{k}_{b}") for b in range(n)]
+                              for k in range(n)],
+                # forward_c[k] / forward_d[k]: lane k comes from lane forward_lane[k] of C / D
+                "forward_c": [Signal(name=f"{prefix}_forward_c{k}") for k in range(n)],
+                "forward_d": [Signal(name=f"{prefix}_forward_d{k}") for k in range(n)],
+                "forward_lane": [Signal(lane_bits, name=f"{prefix}_forward_lane{k}")
+                                 for k in range(n)],
+                "write_lane": [Signal(lane_bits, name=f"{prefix}_write_lane{b}")
+                               for b in range(n)],
+                "write_row": [Signal(row_bits, name=f"{prefix}_write_row{b}") for b in range(n)],
+                "write_en": [Signal(name=f"{prefix}_write_en{b}") for b in range(n)],
+            }
+            return regs
+
+        def flat(regs):
+            out_ = []
+            for value in regs.values():
+                if isinstance(value, list):
+                    for item in value:
+                        out_.extend(item if isinstance(item, list) else [item])
+                else:
+                    out_.append(value)
+            return out_
+
         row_bits = max(1, addr_bits - exact_log2(n))
-        b_write_lane = [Signal(lane_bits, name=f"b_write_lane{b}") for b in range(n)]
-        b_write_row = [Signal(row_bits, name=f"b_write_row{b}") for b in range(n)]
-        b_write_en = [Signal(name=f"b_write_en{b}") for b in range(n)]
+        b = beat_regs("b")
+        r = beat_regs("r")
+        r_data = [Signal(8, name=f"r_data{bank}") for bank in range(n)]
 
         c_lanes = [Signal(8, name=f"c_lane{k}") for k in range(n)]
-        c_write_lane = [Signal(lane_bits, name=f"c_write_lane{b}") for b in range(n)]
-        c_write_row = [Signal(row_bits, name=f"c_write_row{b}") for b in range(n)]
-        c_write_en = [Signal(name=f"c_write_en{b}") for b in range(n)]
+        d_lanes = [Signal(8, name=f"d_lane{k}") for k in range(n)]
+        c_write_lane = [Signal(lane_bits, name=f"c_write_lane{bank}") for bank in range(n)]
+        c_write_row = [Signal(row_bits, name=f"c_write_row{bank}") for bank in range(n)]
+        c_write_en = [Signal(name=f"c_write_en{bank}") for bank in range(n)]
 
         # A source byte `distance` bytes before this beat is in the beat in B (lane
-        # `in_b - distance`) when `distance <= in_b`. A beat of an earlier block is never
-        # chosen: a match reaches back at most to its block's first byte.
-        in_b = Mux(b_valid, b_count, 0)
+        # `in_b - distance`) when `distance <= in_b`, else in the beat in R (lane
+        # `in_b + in_r - distance`) when `distance <= in_b + in_r`, else in the buffer. A beat
+        # of an earlier block is never chosen: a match reaches back at most to its block's
+        # first byte.
+        in_b = Mux(b["valid"], b["count"], 0)
+        in_r = Mux(r["valid"], r["count"], 0)
+        in_br = Signal(range(2 * n + 1))
+        m.d.comb += in_br.eq(in_b + in_r)
         with m.If(advance):
             m.d.sync += [
-                b_valid.eq(issue),
-                b_first.eq(beat_first),
-                b_last.eq(beat_last),
-                b_literal.eq(kind == _Command.LITERAL),
-                b_byte.eq(head.byte),
-                b_count.eq(count),
+                b["valid"].eq(issue),
+                b["first"].eq(beat_first),
+                b["last"].eq(beat_last),
+                b["literal"].eq(kind == _Command.LITERAL),
+                b["byte"].eq(head.byte),
+                b["count"].eq(count),
             ]
             for k in range(n):
                 on = (k < count) & (kind == _Command.MATCH)
                 near = on & beat_reach.near
                 distance = beat_reach.distance[k]
-                forward = near & (distance <= in_b)
+                from_c = near & (distance <= in_b)
+                from_d = near & ~from_c & (distance <= in_br)
                 read_bank = (beat_src + source_lane[k]) & lane_mask
-                m.d.sync += [b_read_from[k][b].eq(on & ~forward & (read_bank == b))
-                             for b in range(n)]
+                m.d.sync += [b["read_from"][k][bank].eq(on & ~from_c & ~from_d
+                                                        & (read_bank == bank))
+                             for bank in range(n)]
                 m.d.sync += [
-                    b_forward[k].eq(forward),
-                    b_forward_lane[k].eq((in_b - distance) & lane_mask),
+                    b["forward_c"][k].eq(from_c),
+                    b["forward_d"][k].eq(from_d),
+                    b["forward_lane"][k].eq(Mux(from_c, in_b - distance, in_br - distance)
+                                            & lane_mask),
                 ]
-        for b, (_, rp) in enumerate(banks):
-            # bank b holds output lane (b - pos) mod n and source lane (b - src) mod n
-            write_lane = Signal(lane_bits, name=f"write_lane{b}")
-            read_lane = Signal(lane_bits, name=f"read_lane{b}")
-            m.d.comb += [write_lane.eq((b - pos) & lane_mask),
-                         read_lane.eq((b - beat_src) & lane_mask)]
+        for bank, (_, rp) in enumerate(banks):
+            # bank holds output lane (bank - pos) mod n and source lane (bank - src) mod n
+            write_lane = Signal(lane_bits, name=f"write_lane{bank}")
+            read_lane = Signal(lane_bits, name=f"read_lane{bank}")
+            m.d.comb += [write_lane.eq((bank - pos) & lane_mask),
+                         read_lane.eq((bank - beat_src) & lane_mask)]
             with m.If(advance):
                 m.d.sync += [
-                    b_write_lane[b].eq(write_lane),
-                    b_write_row[b].eq((pos + write_lane) >> exact_log2(n)),
-                    b_write_en[b].eq(write_lane < count),
+                    b["write_lane"][bank].eq(write_lane),
+                    b["write_row"][bank].eq((pos + write_lane) >> exact_log2(n)),
+                    b["write_en"][bank].eq(write_lane < count),
                 ]
                 m.d.comb += rp.addr.eq((beat_src + read_lane) >> exact_log2(n))
         for _, rp in banks:
             m.d.comb += rp.en.eq(advance)
 
+        # stage R: the bank data lands in flip-flops; the beat's selects move along with it
+        with m.If(advance):
+            m.d.sync += [dst.eq(src_) for dst, src_ in zip(flat(r), flat(b))]
+            m.d.sync += [r_data[bank].eq(banks[bank][1].data) for bank in range(n)]
+
         c_lane_array = Array(c_lanes)
+        d_lane_array = Array(d_lanes)
         out = self._out
         with m.If(advance):
             m.d.sync += [
-                out.valid.eq(b_valid),
-                out.payload.count.eq(b_count),
-                out.payload.first.eq(b_first),
-                out.payload.last.eq(b_last),
+                out.valid.eq(r["valid"]),
+                out.payload.count.eq(r["count"]),
+                out.payload.first.eq(r["first"]),
+                out.payload.last.eq(r["last"]),
             ]
+            m.d.sync += [d.eq(c) for d, c in zip(d_lanes, c_lanes)]
             for k in range(n):
-                # `keep` stops synthesis from merging these terms into deeper logic after the
-                # block RAM: each pair of banks is one LUT, and the final OR one more
-                other = Signal(8, name=f"b_other{k}", attrs={"keep": 1})
-                with m.If(b_forward[k]):
-                    m.d.comb += other.eq(c_lane_array[b_forward_lane[k]])
+                terms = [
+                    Mux(r["forward_c"][k], c_lane_array[r["forward_lane"][k]], 0),
+                    Mux(r["forward_d"][k], d_lane_array[r["forward_lane"][k]], 0),
+                ]
                 if k == 0:
-                    with m.Elif(b_literal):
-                        m.d.comb += other.eq(b_byte)
-                terms = [other]
-                for pair in range(0, n, 2):
-                    term = Signal(8, name=f"b_read{k}_{pair}", attrs={"keep": 1})
-                    m.d.comb += term.eq(functools.reduce(operator.or_, [
-                        banks[b][1].data & b_read_from[k][b].replicate(8)
-                        for b in range(pair, min(pair + 2, n))]))
-                    terms.append(term)
+                    terms.append(Mux(r["literal"], r["byte"], 0))
+                terms += [r_data[bank] & r["read_from"][k][bank].replicate(8)
+                          for bank in range(n)]
                 m.d.sync += c_lanes[k].eq(functools.reduce(operator.or_, terms))
-            for b in range(n):
-                m.d.sync += [c_write_lane[b].eq(b_write_lane[b]),
-                             c_write_row[b].eq(b_write_row[b]),
-                             c_write_en[b].eq(b_write_en[b])]
+            for bank in range(n):
+                m.d.sync += [c_write_lane[bank].eq(r["write_lane"][bank]),
+                             c_write_row[bank].eq(r["write_row"][bank]),
+                             c_write_en[bank].eq(r["write_en"][bank])]
         m.d.comb += out.payload.data.eq(Cat(*c_lanes))
 
         transfer = out.valid & out.ready
-        for b, (wp, _) in enumerate(banks):
+        for bank, (wp, _) in enumerate(banks):
             m.d.comb += [
-                wp.addr.eq(c_write_row[b]),
-                wp.data.eq(c_lane_array[c_write_lane[b]]),
-                wp.en.eq(transfer & c_write_en[b]),
+                wp.addr.eq(c_write_row[bank]),
+                wp.data.eq(c_lane_array[c_write_lane[bank]]),
+                wp.en.eq(transfer & c_write_en[bank]),
             ]
