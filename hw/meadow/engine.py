@@ -209,7 +209,15 @@ class MeadowEngine(wiring.Component):
         head = Signal(8)
         group_left = Signal(8)           # query heads left before the next KV head
         t0 = Signal(16)
+        # registered loop bounds (timing: no subtract/compare chains in the sequencer's
+        # next-state logic): tokens - t0, keys - 1, chunks - 1, n_tok - 1
+        tok_left = Signal(signed(17))
+        keys_m1 = Signal(range(2 * cfg.max_keys))
+        chunks_m1 = Signal(range(2 * cfg.max_chunks))
         n_tok = Signal(range(P + 1))
+        n_tok_m1 = Signal(range(P + 1))
+        q_cur = Signal(cfg.addr_width)   # q_addr + t0, o_addr + t0 for this group
+        o_cur = Signal(cfg.addr_width)
         q_addr = Signal(cfg.addr_width)  # a_base + head * tokens (+ t0 at use)
         o_addr = Signal(cfg.addr_width)
         k_addr = Signal(cfg.addr_width)
@@ -230,8 +238,15 @@ class MeadowEngine(wiring.Component):
         op_a = [[Signal(signed(9), name=f"opa{p}_{d}") for d in range(D)] for p in range(P)]
         op_b = [Signal(signed(8), name=f"opb{d}") for d in range(D)]
         prod = [[Signal(signed(17), name=f"prod{p}_{d}") for d in range(D)] for p in range(P)]
+        # a second register on each side of the multipliers: the DSP blocks sit in a few
+        # rows of the die, away from the operand muxes and the adders, and one register per
+        # side left ~3 ns of routing on each side of the 3.9 ns multiply
+        op_a2 = [[Signal(signed(9), name=f"opa2_{p}_{d}") for d in range(D)] for p in range(P)]
+        op_b2 = [Signal(signed(8), name=f"opb2_{d}") for d in range(D)]
+        prod2 = [[Signal(signed(17), name=f"prod2_{p}_{d}") for d in range(D)]
+                 for p in range(P)]
         for d in range(D):
-            m.d.sync += op_b[d].eq(mul_b[d])
+            m.d.sync += [op_b[d].eq(mul_b[d]), op_b2[d].eq(op_b[d])]
         # block RAM read data, registered before any logic (their clock-to-out is slow)
         k_data, v_data, p_data = Signal(word), Signal(word), Signal(8 * P)
         x_data = Signal(word * P)
@@ -239,13 +254,15 @@ class MeadowEngine(wiring.Component):
                      x_data.eq(x_rd.data)]
         for p in range(P):
             for d in range(D):
-                m.d.sync += [op_a[p][d].eq(mul_a[p][d]), prod[p][d].eq(op_a[p][d] * op_b[d])]
+                m.d.sync += [op_a[p][d].eq(mul_a[p][d]), op_a2[p][d].eq(op_a[p][d]),
+                             prod[p][d].eq(op_a2[p][d] * op_b2[d]),
+                             prod2[p][d].eq(prod[p][d])]
         parts = [[Signal(signed(24), name=f"part{p}_{g}") for g in range(-(-D // 4))]
                  for p in range(P)]
         tree = [Signal(signed(32), name=f"tree{p}") for p in range(P)]
         for p in range(P):
             for g, part in enumerate(parts[p]):
-                m.d.sync += part.eq(sum(prod[p][4 * g:4 * g + 4]))
+                m.d.sync += part.eq(sum(prod2[p][4 * g:4 * g + 4]))
             m.d.sync += tree[p].eq(sum(parts[p]))
         q_reg = [Signal(word, name=f"q{p}") for p in range(P)]
         acc = [[Signal(signed(32), name=f"acc{p}_{d}") for d in range(D)] for p in range(P)]
@@ -278,10 +295,15 @@ class MeadowEngine(wiring.Component):
         rq_out = Signal(signed(8))
         rq_v = Signal(REQUANT_LATENCY)
         m.d.comb += rq_in_valid.eq(0)
+        # rounding constants, registered from the descriptor (it holds still during a job)
+        rq_round = Signal(50)
+        exp_round = Signal(38)
+        m.d.sync += [rq_round.eq((Const(1, 50) << desc.out_shift) >> 1),
+                     exp_round.eq((Const(1, 33) << desc.exp_shift) >> 1)]
         m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:-1])), rq_a.eq(rq_in),
                      rq_lo.eq(rq_a[:16] * desc.out_mult),
                      rq_hi.eq(rq_a[16:].as_signed() * desc.out_mult),
-                     rq_sum.eq((rq_hi << 16) + rq_lo + ((Const(1, 50) << desc.out_shift) >> 1)),
+                     rq_sum.eq((rq_hi << 16) + rq_lo + rq_round),
                      rq_coarse.eq(rq_sum >> Cat(Const(0, 3), desc.out_shift[3:]))]
         rounded = Signal(signed(50))
         m.d.comb += rounded.eq(rq_coarse >> desc.out_shift[:3])
@@ -330,7 +352,8 @@ class MeadowEngine(wiring.Component):
                 with m.If(self.i_desc.valid):
                     nd = self.i_desc.payload
                     m.d.sync += [desc.eq(nd), cycles.eq(1), head.eq(0), t0.eq(0),
-                                 group_left.eq(0)]
+                                 group_left.eq(0), tok_left.eq(nd.tokens),
+                                 keys_m1.eq(nd.keys - 1), chunks_m1.eq(nd.chunks - 1)]
                     bad_att = ((nd.keys == 0) | (nd.keys > cfg.max_keys) | (nd.heads == 0)
                                | (nd.group == 0) | (nd.exp_shift == 0))
                     bad_lin = ((nd.chunks == 0) | (nd.chunks > cfg.max_chunks)
@@ -354,7 +377,7 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += group_left.eq(desc.group)
                     m.next = "K_CMD"
                 with m.Else():
-                    m.d.sync += t0.eq(0)
+                    m.d.sync += [t0.eq(0), tok_left.eq(desc.tokens)]
                     m.next = "GROUP"
             with m.State("K_CMD"):
                 issue(k_addr, desc.keys, 0, "K_LOAD")
@@ -363,7 +386,7 @@ class MeadowEngine(wiring.Component):
                              k_wr.data.eq(rdata.payload.data), k_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == desc.keys):
+                    with m.If(count == keys_m1):
                         m.d.sync += k_addr.eq(k_addr + desc.keys)
                         m.next = "V_CMD"
             with m.State("V_CMD"):
@@ -373,23 +396,25 @@ class MeadowEngine(wiring.Component):
                              v_wr.data.eq(rdata.payload.data), v_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == desc.keys):
-                        m.d.sync += [v_addr.eq(v_addr + desc.keys), t0.eq(0)]
+                    with m.If(count == keys_m1):
+                        m.d.sync += [v_addr.eq(v_addr + desc.keys), t0.eq(0),
+                                     tok_left.eq(desc.tokens)]
                         m.next = "GROUP"
             with m.State("GROUP"):
-                with m.If(t0 >= desc.tokens):
+                with m.If(tok_left <= 0):
                     m.d.sync += [head.eq(head + 1), group_left.eq(group_left - 1),
                                  q_addr.eq(q_addr + desc.tokens), o_addr.eq(o_addr + desc.tokens)]
                     m.next = "HEAD"
                 with m.Else():
-                    left = desc.tokens - t0
-                    m.d.sync += n_tok.eq(Mux(left > P, P, left))
+                    m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
+                                 n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1)),
+                                 q_cur.eq(q_addr + t0), o_cur.eq(o_addr + t0)]
                     for p in range(P):
                         m.d.sync += [lane_limit[p].eq(desc.q_offset + t0 + p),
                                      score_max[p].eq(-2 ** 31), exp_sum[p].eq(0)]
                     m.next = "Q_CMD"
             with m.State("Q_CMD"):
-                issue(q_addr + t0, n_tok, 0, "Q_LOAD")
+                issue(q_cur, n_tok, 0, "Q_LOAD")
             with m.State("Q_LOAD"):
                 m.d.comb += rdata.ready.eq(1)
                 with m.If(rdata.valid):
@@ -397,13 +422,13 @@ class MeadowEngine(wiring.Component):
                         with m.If(count == p):
                             m.d.sync += q_reg[p].eq(rdata.payload.data)
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == n_tok):
+                    with m.If(count == n_tok_m1):
                         m.d.sync += count.eq(0)
                         m.next = "QK"
 
             with m.State("QK"):
-                # 0: read K[j]; 1: K register; 2: operands; 3: products; 4: partial sums;
-                # 5: dot products; 6: store the scores, update the running max
+                # 0: read K[j]; 1: K register; 2, 3: operands; 4, 5: products; 6: partial
+                # sums; 7: dot products; 8: store the scores, update the running max
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 kvec = vec(k_data, 8, D, True)
@@ -413,11 +438,11 @@ class MeadowEngine(wiring.Component):
                         m.d.comb += mul_a[p][d].eq(qv[d])
                 for d in range(D):
                     m.d.comb += mul_b[d].eq(kvec[d])
-                with m.If(valid[6]):
-                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[6]),
+                with m.If(valid[8]):
+                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[8]),
                                  s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
                     for p in range(P):
-                        with m.If(visible(p, tag[6]) & (tree[p] > score_max[p])):
+                        with m.If(visible(p, tag[8]) & (tree[p] > score_max[p])):
                             m.d.sync += score_max[p].eq(tree[p])
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
@@ -440,7 +465,7 @@ class MeadowEngine(wiring.Component):
                              s_wr.data.eq(rdata.payload.data[:32 * P]), s_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == desc.keys):
+                    with m.If(count == keys_m1):
                         m.d.sync += count.eq(0)
                         m.next = "EXP"
 
@@ -465,8 +490,7 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += dsat.eq(Mux(diff[21:].any(), DIFF_MAX, diff[:21]))  # 3
                     m.d.sync += [pp_lo.eq(dsat[:16] * desc.exp_mult),             # 4
                                  pp_hi.eq(dsat[16:] * desc.exp_mult)]
-                    m.d.sync += rounded_e.eq((pp_hi << 16) + pp_lo                # 5
-                                             + ((Const(1, 33) << desc.exp_shift) >> 1))
+                    m.d.sync += rounded_e.eq((pp_hi << 16) + pp_lo + exp_round)   # 5
                     m.d.sync += coarse.eq(rounded_e >> Cat(Const(0, 3),            # 6
                                                            desc.exp_shift[3:]))
                     shifted = coarse >> desc.exp_shift[:3]
@@ -535,13 +559,13 @@ class MeadowEngine(wiring.Component):
                              p_wr.data.eq(rdata.payload.data[:8 * P]), p_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == desc.keys):
+                    with m.If(count == keys_m1):
                         m.d.sync += count.eq(0)
                         m.next = "PV"
 
             with m.State("PV"):
-                # 0: read probabilities and V[j]; 1: registers; 2: operands; 3: products;
-                # 4: accumulate
+                # 0: read probabilities and V[j]; 1: registers; 2, 3: operands; 4, 5:
+                # products; 6: accumulate
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 with m.If(count == 0):
@@ -555,32 +579,33 @@ class MeadowEngine(wiring.Component):
                         m.d.comb += mul_a[p][d].eq(pvec[p].as_unsigned())
                 for d in range(D):
                     m.d.comb += mul_b[d].eq(vvec[d])
-                with m.If(valid[4]):
+                with m.If(valid[6]):
                     for p in range(P):
                         for d in range(D):
-                            m.d.sync += acc[p][d].eq(acc[p][d] + prod[p][d])
+                            m.d.sync += acc[p][d].eq(acc[p][d] + prod2[p][d])
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     m.next = "O_CMD"
 
             with m.State("O_CMD"):
                 m.d.sync += [lane.eq(0), out_fed.eq(0), out_results.eq(0)]
-                issue(o_addr + t0, n_tok, 1, "O_STORE")
+                issue(o_cur, n_tok, 1, "O_STORE")
             with m.State("O_STORE"):
                 self._requant_beats(m, [[acc[p][d] for d in range(D)] for p in range(P)],
                                     lane, n_tok, out_fed, out_results, out_word,
                                     rq_in_valid, rq_in, rq_done, rq_out, wdata, D)
                 with m.If(lane == n_tok):
-                    m.d.sync += t0.eq(t0 + P)
+                    m.d.sync += [t0.eq(t0 + P), tok_left.eq(tok_left - P)]
                     m.next = "GROUP"
 
             # ============================== linear ===========================================
             with m.State("L_GROUP"):
-                with m.If(t0 >= desc.tokens):
+                with m.If(tok_left <= 0):
                     m.next = "DONE"
                 with m.Else():
-                    left = desc.tokens - t0
-                    m.d.sync += [n_tok.eq(Mux(left > P, P, left)), chunk.eq(0),
+                    m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
+                                 n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1)),
+                                 chunk.eq(0),
                                  x_addr.eq(desc.a_base + t0), w_addr.eq(desc.b_base),
                                  y_addr.eq(desc.d_base + t0), n_out.eq(0)]
                     m.next = "X_CMD"
@@ -593,9 +618,9 @@ class MeadowEngine(wiring.Component):
                     m.d.comb += x_wr.en.eq(1 << count[:max(1, (P - 1).bit_length())]
                                            if P > 1 else 1)
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == n_tok):
+                    with m.If(count == n_tok_m1):
                         m.d.sync += [chunk.eq(chunk + 1), x_addr.eq(x_addr + desc.tokens)]
-                        with m.If(chunk + 1 == desc.chunks):
+                        with m.If(chunk == chunks_m1):
                             m.next = "W_CMD"
                         with m.Else():
                             m.next = "X_CMD"
@@ -604,8 +629,8 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += lin_acc[p].eq(0)
                 issue(w_addr, desc.chunks, 0, "W_STREAM")
             with m.State("W_STREAM"):
-                # 0: take a weight beat, read the X chunk; 1: registers; 2: operands;
-                # 3: products; 4: partial sums; 5: dot products; 6: accumulate
+                # 0: take a weight beat, read the X chunk; 1: registers; 2, 3: operands;
+                # 4, 5: products; 6: partial sums; 7: dot products; 8: accumulate
                 w_reg = Signal(word)
                 m.d.comb += [rdata.ready.eq(count < desc.chunks)]
                 with m.If(rdata.valid & (count < desc.chunks)):
@@ -621,7 +646,7 @@ class MeadowEngine(wiring.Component):
                     m.d.comb += mul_b[d].eq(wvec[d])
                 # the X word must line up with the weight beat one cycle later
                 m.d.comb += x_rd.addr.eq(count)
-                with m.If(valid[6]):
+                with m.If(valid[8]):
                     for p in range(P):
                         m.d.sync += lin_acc[p].eq(lin_acc[p] + tree[p])
                 with m.If((count == desc.chunks) & ~pipe_busy):
@@ -653,11 +678,11 @@ class MeadowEngine(wiring.Component):
                              wdata.payload.data.eq(_pick(ybuf, count))]
                 with m.If(wdata.ready):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == n_tok):
+                    with m.If(count == n_tok_m1):
                         m.d.sync += [count.eq(0), y_addr.eq(y_addr + desc.tokens)]
                         with m.If(n_out == Cat(Const(0, D.bit_length() - 1),
                                                desc.out_blocks)):
-                            m.d.sync += t0.eq(t0 + P)
+                            m.d.sync += [t0.eq(t0 + P), tok_left.eq(tok_left - P)]
                             m.next = "L_GROUP"
                         with m.Else():
                             m.next = "W_CMD"
