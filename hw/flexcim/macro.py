@@ -32,7 +32,7 @@ blocks). Any number of vectors can run against loaded weights (matrix-matrix pro
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -372,18 +372,31 @@ class FlexCiMMacro(wiring.Component):
 
         # ---- distribution unit: per-row windows, then the index multiplexers ---------------
         x = [x_tile[8 * e:8 * (e + 1)].as_signed() for e in range(tile_max)]
+        # the pattern reaches the windows through registers: a copy of `mode`, then a one-hot
+        # decode per row, so its fan-out to the window registers is local to each row. `mode`
+        # changes only on a weight load's first beat, with no vector in flight; the first
+        # activation beat after it is taken a cycle later at the earliest and reaches the
+        # window stage three cycles after that, when the per-row copies are up to date.
+        mode_r = Signal.like(mode)
+        m.d.sync += mode_r.eq(mode)
         windows = []
         for r in range(R):
+            onehot = Signal(len(modes), name=f"mode_{r}")
+            m.d.sync += onehot.eq(Cat(mode_r == k for k in range(len(modes))))
             window = [Signal(signed(8), name=f"win_{r}_{j}") for j in range(MM)]
             windows.append(window)
-            with m.Switch(mode):
+            for j in range(MM):
+                sources = {}                           # activation -> patterns that pick it
                 for k, (n, mm) in enumerate(modes):
-                    with m.Case(k):
-                        base = (r // n) * mm
-                        m.d.sync += [window[j].eq(x[base + j] if j < mm else 0)
-                                     for j in range(MM)]
-                with m.Default():
-                    m.d.sync += [w.eq(0) for w in window]
+                    if j < mm:
+                        sources.setdefault((r // n) * mm + j, []).append(k)
+                picked = [Mux(Cat(onehot[k] for k in ks).any(), x[e], 0)
+                          for e, ks in sources.items()]
+                value = picked[0] if picked else Const(0, signed(8))
+                for v in picked[1:]:
+                    value = value | v
+                # an unsupported pattern: no one-hot bit set, the window reads zero
+                m.d.sync += window[j].eq(value)
         row_word = [Signal(word_bits, name=f"word_{r}") for r in range(R)]
         m.d.sync += [row_word[r].eq(rows_mem[r][1].data) for r in range(R)]
         for r in range(R):
@@ -401,11 +414,19 @@ class FlexCiMMacro(wiring.Component):
                 # sel * wgt = sum_i wgt[i] * sel << i, bit 7 weighing -128; pairs of partial
                 # products in one stage, their sum in the next
                 a, b = sel[r][c], wgt[r][c]
-                partial = [Mux(b[i], a, 0) << i for i in range(7)] + [Mux(b[7], -a, 0) << 7]
+                # the sign-bit product -128*a is (2*~a + 1 + 1) << 6: the pair of bits 6 and 7
+                # adds Mux(b[6], a, 0), Mux(b[7], 2*~a + 1, 0) and b[7] as the carry in, one
+                # carry chain with no negation in front of it
+                partial = [Mux(b[i], a, 0) << i for i in range(6)]
                 pairs = []
                 for k in range(4):
                     pair = Signal(signed(16), name=f"pp_{r}_{c}_{k}")
-                    m.d.sync += pair.eq(partial[2 * k] + partial[2 * k + 1])
+                    if k < 3:
+                        m.d.sync += pair.eq(partial[2 * k] + partial[2 * k + 1])
+                    else:
+                        negated = Cat(Const(1, 1), ~a).as_signed()     # 2*~a + 1 = -2a - 1
+                        m.d.sync += pair.eq((Mux(b[6], a, 0) + Mux(b[7], negated, 0) + b[7])
+                                            << 6)
                     pairs.append(pair)
                 m.d.sync += prod[r][c].eq(_tree(pairs))
 
