@@ -40,12 +40,13 @@ EXP_TABLE = [round(2 ** 15 * 2.718281828459045 ** (-k / 32)) for k in range(EXP_
 DIFF_MAX = 2 ** 21 - 1
 RECIP_BITS = 31
 PROB_SHIFT = 23
-# pipeline depth of the requantiser (select, partial products, sum and rounding, coarse
-# shift, fine shift and clamp)
-REQUANT_LATENCY = 5
-# stages of the passes over the keys (the longest, EXP: score register, difference, partial
-# products, sum and rounding, coarse shift, table read, exponential register, store)
-PASS_STAGES = 8
+# pipeline depth of the requantiser (select, operand copy, partial products, product copy,
+# sum and rounding, coarse shift, fine shift and clamp)
+REQUANT_LATENCY = 7
+# stages of the passes over the keys (the longest, EXP: score register, difference, operand
+# copy, partial products, product copy, sum and rounding, coarse shift, table read,
+# exponential register, store)
+PASS_STAGES = 10
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,11 @@ class MeadowEngine(wiring.Component):
         def visible(p, j):
             return (j <= lane_limit[p]) & (p < n_tok)
 
-        # ---- requantiser: acc -> int8, 3 cycles -------------------------------------------------
+        # the reciprocals, copied for the NORM multipliers (DIV ends 3 cycles before their use)
+        recip_c = [Signal(17, name=f"recipc{p}") for p in range(P)]
+        m.d.sync += [recip_c[p].eq(recip[p]) for p in range(P)]
+
+        # ---- requantiser: acc -> int8, REQUANT_LATENCY cycles ---------------------------------
         rq_in_valid = Signal()
         rq_in = Signal(signed(32))
         rq_a = Signal(signed(32))
@@ -296,14 +301,22 @@ class MeadowEngine(wiring.Component):
         rq_v = Signal(REQUANT_LATENCY)
         m.d.comb += rq_in_valid.eq(0)
         # rounding constants, registered from the descriptor (it holds still during a job)
+        # and copies of the multipliers' constant operands (to be placed by the DSPs)
         rq_round = Signal(50)
         exp_round = Signal(38)
+        out_mult = Signal(16)
+        exp_mult = Signal(16)
         m.d.sync += [rq_round.eq((Const(1, 50) << desc.out_shift) >> 1),
-                     exp_round.eq((Const(1, 33) << desc.exp_shift) >> 1)]
-        m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:-1])), rq_a.eq(rq_in),
-                     rq_lo.eq(rq_a[:16] * desc.out_mult),
-                     rq_hi.eq(rq_a[16:].as_signed() * desc.out_mult),
-                     rq_sum.eq((rq_hi << 16) + rq_lo + rq_round),
+                     exp_round.eq((Const(1, 33) << desc.exp_shift) >> 1),
+                     out_mult.eq(desc.out_mult), exp_mult.eq(desc.exp_mult)]
+        rq_a2 = Signal(signed(32))
+        rq_lo2 = Signal(32)
+        rq_hi2 = Signal(signed(33))
+        m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:-1])), rq_a.eq(rq_in), rq_a2.eq(rq_a),
+                     rq_lo.eq(rq_a2[:16] * out_mult),
+                     rq_hi.eq(rq_a2[16:].as_signed() * out_mult),
+                     rq_lo2.eq(rq_lo), rq_hi2.eq(rq_hi),
+                     rq_sum.eq((rq_hi2 << 16) + rq_lo2 + rq_round),
                      rq_coarse.eq(rq_sum >> Cat(Const(0, 3), desc.out_shift[3:]))]
         rounded = Signal(signed(50))
         m.d.comb += rounded.eq(rq_coarse >> desc.out_shift[:3])
@@ -337,7 +350,34 @@ class MeadowEngine(wiring.Component):
         chunk = Signal(16)
         sv = Signal()                  # a word read from a buffer waits on wdata
 
-        m.d.sync += cycles.eq(cycles + 1)
+        # i_desc.ready and o_done.valid come straight from flip-flops (IDLE and DONE as
+        # one-hot flags beside the state register), and the descriptor is taken under them:
+        # their enables then do not sit behind the sequencer's next-state logic
+        idle = Signal(init=1)
+        done_r = Signal()
+        take_desc = idle & self.i_desc.valid
+        m.d.comb += [self.i_desc.ready.eq(idle), self.o_done.valid.eq(done_r),
+                     self.o_done.payload.cycles.eq(cycles),
+                     self.o_done.payload.error.eq(error)]
+        with m.If(take_desc):
+            nd = self.i_desc.payload
+            bad_att = ((nd.keys == 0) | (nd.keys > cfg.max_keys) | (nd.heads == 0)
+                       | (nd.group == 0) | (nd.exp_shift == 0))
+            bad_lin = ((nd.chunks == 0) | (nd.chunks > cfg.max_chunks)
+                       | (nd.out_blocks == 0))
+            bad = (nd.tokens == 0) | (nd.out_shift == 0) | Mux(nd.op, bad_lin, bad_att)
+            m.d.sync += [desc.eq(nd), cycles.eq(1), head.eq(0), t0.eq(0),
+                         group_left.eq(0), tok_left.eq(nd.tokens),
+                         keys_m1.eq(nd.keys - 1), chunks_m1.eq(nd.chunks - 1),
+                         error.eq(bad), q_addr.eq(nd.a_base), o_addr.eq(nd.d_base),
+                         k_addr.eq(nd.b_base), v_addr.eq(nd.c_base), x_addr.eq(nd.a_base),
+                         idle.eq(0), done_r.eq(bad)]
+        with m.Elif(done_r):
+            m.d.sync += cycles.eq(cycles)      # the report holds still until taken
+            with m.If(self.o_done.ready):
+                m.d.sync += [done_r.eq(0), idle.eq(1)]
+        with m.Else():
+            m.d.sync += cycles.eq(cycles + 1)
 
         def issue(addr, length, write, next_state):
             m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
@@ -348,20 +388,8 @@ class MeadowEngine(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.i_desc.ready.eq(1)
-                with m.If(self.i_desc.valid):
+                with m.If(take_desc):
                     nd = self.i_desc.payload
-                    m.d.sync += [desc.eq(nd), cycles.eq(1), head.eq(0), t0.eq(0),
-                                 group_left.eq(0), tok_left.eq(nd.tokens),
-                                 keys_m1.eq(nd.keys - 1), chunks_m1.eq(nd.chunks - 1)]
-                    bad_att = ((nd.keys == 0) | (nd.keys > cfg.max_keys) | (nd.heads == 0)
-                               | (nd.group == 0) | (nd.exp_shift == 0))
-                    bad_lin = ((nd.chunks == 0) | (nd.chunks > cfg.max_chunks)
-                               | (nd.out_blocks == 0))
-                    bad = (nd.tokens == 0) | (nd.out_shift == 0) | Mux(nd.op, bad_lin, bad_att)
-                    m.d.sync += [error.eq(bad), q_addr.eq(nd.a_base), o_addr.eq(nd.d_base),
-                                 k_addr.eq(nd.b_base), v_addr.eq(nd.c_base),
-                                 x_addr.eq(nd.a_base)]
                     with m.If(bad):
                         m.next = "DONE"
                     with m.Elif(nd.op == OP_LINEAR):
@@ -372,6 +400,7 @@ class MeadowEngine(wiring.Component):
             # ============================ attention ==========================================
             with m.State("HEAD"):
                 with m.If(head == desc.heads):
+                    m.d.sync += done_r.eq(1)
                     m.next = "DONE"
                 with m.Elif(group_left == 0):
                     m.d.sync += group_left.eq(desc.group)
@@ -470,7 +499,8 @@ class MeadowEngine(wiring.Component):
                         m.next = "EXP"
 
             with m.State("EXP"):
-                # 0: read scores; then the stages numbered below; 7: store e, add to sum
+                # 0: read scores; then the stages numbered below; 10: store e, add to sum
+                # (the multiplier has a second register on each side, as in the PEs)
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 scores = vec(s_rd.data, 32, P, True)
@@ -479,8 +509,11 @@ class MeadowEngine(wiring.Component):
                     score = Signal(signed(32), name=f"score{p}")
                     diff = Signal(signed(34), name=f"diff{p}")
                     dsat = Signal(21, name=f"dsat{p}")
+                    dsat2 = Signal(21, name=f"dsat2_{p}")
                     pp_lo = Signal(32, name=f"pplo{p}")
                     pp_hi = Signal(21, name=f"pphi{p}")
+                    pp_lo2 = Signal(32, name=f"pplo2_{p}")
+                    pp_hi2 = Signal(21, name=f"pphi2_{p}")
                     rounded_e = Signal(38, name=f"rounded{p}")
                     coarse = Signal(38, name=f"coarse{p}")
                     index = Signal(range(EXP_ENTRIES), name=f"index{p}")
@@ -488,20 +521,22 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += score.eq(scores[p])                               # 2
                     m.d.comb += diff.eq(score_max[p] - score)
                     m.d.sync += dsat.eq(Mux(diff[21:].any(), DIFF_MAX, diff[:21]))  # 3
-                    m.d.sync += [pp_lo.eq(dsat[:16] * desc.exp_mult),             # 4
-                                 pp_hi.eq(dsat[16:] * desc.exp_mult)]
-                    m.d.sync += rounded_e.eq((pp_hi << 16) + pp_lo + exp_round)   # 5
-                    m.d.sync += coarse.eq(rounded_e >> Cat(Const(0, 3),            # 6
+                    m.d.sync += dsat2.eq(dsat)                                    # 4
+                    m.d.sync += [pp_lo.eq(dsat2[:16] * exp_mult),                 # 5
+                                 pp_hi.eq(dsat2[16:] * exp_mult)]
+                    m.d.sync += [pp_lo2.eq(pp_lo), pp_hi2.eq(pp_hi)]              # 6
+                    m.d.sync += rounded_e.eq((pp_hi2 << 16) + pp_lo2 + exp_round)  # 7
+                    m.d.sync += coarse.eq(rounded_e >> Cat(Const(0, 3),            # 8
                                                            desc.exp_shift[3:]))
                     shifted = coarse >> desc.exp_shift[:3]
                     m.d.comb += index.eq(Mux(shifted[9:].any(), EXP_ENTRIES - 1,
                                              shifted))
-                    m.d.comb += lut_rd[p].addr.eq(index)                          # 7: data
-                    m.d.sync += e_reg.eq(Mux(visible(p, tag[7]), lut_rd[p].data, 0))  # 8
+                    m.d.comb += lut_rd[p].addr.eq(index)                          # 9: data
+                    m.d.sync += e_reg.eq(Mux(visible(p, tag[9]), lut_rd[p].data, 0))  # 10
                     e_regs.append(e_reg)
-                    with m.If(valid[8]):
+                    with m.If(valid[10]):
                         m.d.sync += exp_sum[p].eq(exp_sum[p] + e_reg)
-                m.d.comb += [s_wr.en.eq(valid[8]), s_wr.addr.eq(tag[8]),
+                m.d.comb += [s_wr.en.eq(valid[10]), s_wr.addr.eq(tag[10]),
                              s_wr.data.eq(Cat(*[Cat(e, Const(0, 16)) for e in e_regs]))]
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
@@ -525,18 +560,22 @@ class MeadowEngine(wiring.Component):
                     m.next = "NORM"
 
             with m.State("NORM"):
-                # 0: read e; 1: register it; 2: e * recip; 3: store the probability
+                # 0: read e; 1: register it; 2: again (next to the DSP); 3: e * recip;
+                # 4: register the product again; 5: store the probability
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 evec = vec(s_rd.data, 32, P)
                 probs = []
                 for p in range(P):
                     e_in = Signal(16, name=f"ein{p}")
+                    e_in2 = Signal(16, name=f"ein2_{p}")
                     scaled_p = Signal(33, name=f"pscaled{p}")
-                    m.d.sync += [e_in.eq(evec[p][:16]), scaled_p.eq(e_in * recip[p])]
-                    top = scaled_p >> PROB_SHIFT
+                    scaled2 = Signal(33, name=f"pscaled2_{p}")
+                    m.d.sync += [e_in.eq(evec[p][:16]), e_in2.eq(e_in),
+                                 scaled_p.eq(e_in2 * recip_c[p]), scaled2.eq(scaled_p)]
+                    top = scaled2 >> PROB_SHIFT
                     probs.append(Mux(top[8:].any(), 255, top[:8]))
-                m.d.comb += [p_wr.en.eq(valid[3]), p_wr.addr.eq(tag[3]),
+                m.d.comb += [p_wr.en.eq(valid[5]), p_wr.addr.eq(tag[5]),
                              p_wr.data.eq(Cat(*probs))]
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
@@ -601,6 +640,7 @@ class MeadowEngine(wiring.Component):
             # ============================== linear ===========================================
             with m.State("L_GROUP"):
                 with m.If(tok_left <= 0):
+                    m.d.sync += done_r.eq(1)
                     m.next = "DONE"
                 with m.Else():
                     m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
@@ -688,9 +728,6 @@ class MeadowEngine(wiring.Component):
                             m.next = "W_CMD"
 
             with m.State("DONE"):
-                m.d.sync += cycles.eq(cycles)      # the report holds still until taken
-                m.d.comb += [self.o_done.valid.eq(1), self.o_done.payload.cycles.eq(cycles),
-                             self.o_done.payload.error.eq(error)]
                 with m.If(self.o_done.ready):
                     m.next = "IDLE"
         return m
