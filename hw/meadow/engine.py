@@ -348,7 +348,9 @@ class MeadowEngine(wiring.Component):
         x_addr = Signal(cfg.addr_width)
         y_addr = Signal(cfg.addr_width)
         chunk = Signal(16)
-        sv = Signal()                  # a word read from a buffer waits on wdata
+        sv = Signal()                  # a word read from a buffer is in its data register
+        sv2 = Signal()                 # ... and in the store register, on wdata
+        st_data = Signal(word)
 
         # i_desc.ready and o_done.valid come straight from flip-flops (IDLE and DONE as
         # one-hot flags beside the state register), and the descriptor is taken under them:
@@ -483,10 +485,11 @@ class MeadowEngine(wiring.Component):
                     m.next = "EXP"
 
             with m.State("S_STORE_CMD"):
-                m.d.sync += sv.eq(0)
+                m.d.sync += [sv.eq(0), sv2.eq(0)]
                 issue(desc.s_base, desc.keys, 1, "S_STORE")
             with m.State("S_STORE"):
-                self._store_from(m, s_rd, count, sv, desc.keys, wdata, "S_LOAD_CMD")
+                self._store_from(m, s_rd, count, sv, sv2, st_data, desc.keys, wdata,
+                                 "S_LOAD_CMD")
             with m.State("S_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "S_LOAD")
             with m.State("S_LOAD"):
@@ -581,7 +584,7 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += count.eq(0)
                     m.next = "NORM_DONE"
             with m.State("NORM_DONE"):
-                m.d.sync += sv.eq(0)
+                m.d.sync += [sv.eq(0), sv2.eq(0)]
                 with m.If(desc.gemm):
                     m.next = "P_STORE_CMD"
                 with m.Else():
@@ -590,7 +593,8 @@ class MeadowEngine(wiring.Component):
             with m.State("P_STORE_CMD"):
                 issue(desc.s_base, desc.keys, 1, "P_STORE")
             with m.State("P_STORE"):
-                self._store_from(m, p_rd, count, sv, desc.keys, wdata, "P_LOAD_CMD")
+                self._store_from(m, p_rd, count, sv, sv2, st_data, desc.keys, wdata,
+                                 "P_LOAD_CMD")
             with m.State("P_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "P_LOAD")
             with m.State("P_LOAD"):
@@ -733,18 +737,22 @@ class MeadowEngine(wiring.Component):
         return m
 
     @staticmethod
-    def _store_from(m, rd, count, sv, length, wdata, next_state):
-        """Send words ``0 .. length-1`` of a buffer on ``wdata``; the read port's data
-        register is the output register (read the next word only when this one leaves)."""
-        take = ~sv | wdata.ready
-        m.d.comb += [rd.addr.eq(count), rd.en.eq(take), wdata.valid.eq(sv),
-                     wdata.payload.data.eq(rd.data)]
+    def _store_from(m, rd, count, sv, sv2, st_data, length, wdata, next_state):
+        """Send words ``0 .. length-1`` of a buffer on ``wdata``, through two registers that
+        advance together: the read port's data register (``sv``) and ``st_data`` (``sv2``),
+        which drives ``wdata`` (block RAM data is slow out of the RAM: no logic behind it)."""
+        take = ~sv2 | wdata.ready
+        m.d.comb += [rd.addr.eq(count), rd.en.eq(take), wdata.valid.eq(sv2),
+                     wdata.payload.data.eq(st_data)]
         with m.If(take):
+            m.d.sync += [st_data.eq(rd.data), sv2.eq(sv)]
             with m.If(count < length):
                 m.d.sync += [sv.eq(1), count.eq(count + 1)]
             with m.Else():
-                m.d.sync += [sv.eq(0), count.eq(0)]
-                m.next = next_state
+                m.d.sync += sv.eq(0)
+                with m.If(~sv):
+                    m.d.sync += count.eq(0)
+                    m.next = next_state
 
     @staticmethod
     def _requant_beats(m, values, lane, lanes, fed, results, out_word, rq_in_valid, rq_in,

@@ -84,8 +84,9 @@ def _read(beats: int, eng, dram) -> float:
 
 
 def _store(beats: int, eng, dram) -> float:
-    """Command cycle, then a buffer word per beat (one cycle to read the first)."""
-    return 1 + 2 + (beats - 1) * _interval(eng, dram)
+    """Command cycle, then a buffer word per beat (two cycles to read the first and register
+    it)."""
+    return 1 + 3 + (beats - 1) * _interval(eng, dram)
 
 
 def engine_job(eng: EngineModel, dram: DRAM, job: dict, *, overlap: bool = False,
