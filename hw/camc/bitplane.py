@@ -230,7 +230,14 @@ class BitplaneSplit(wiring.Component):
         write_now = (planes_left != 0) & ~full.bit_select(wb, 1)
         shift_free = (planes_left == 0) | ((planes_left == 1) & write_now)
         move_now = pending & shift_free
-        m.d.comb += self.i.ready.eq(~pending | move_now)
+        # `i.ready` sees only registers, not the memory write's `full` check: `last_write` is
+        # set when the write of the second-to-last plane word happens, and then the last one
+        # happens in the next cycle (only this side sets `full[wb]`, and only at that last
+        # write), so the shift register is free after it; if that write is blocked, the tile
+        # waits for an empty shift register instead
+        last_write = Signal()
+        m.d.sync += last_write.eq((planes_left == 2) & write_now)
+        m.d.comb += self.i.ready.eq(~pending | (planes_left == 0) | last_write)
 
         m.d.comb += [
             wr.en.eq(write_now),

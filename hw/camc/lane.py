@@ -487,8 +487,9 @@ class CAMCLane(wiring.Component):
         s_last = s_byte == stored - 1
         byte = from_words.o
         # a registered queue in front of the decompressor keeps the group bookkeeping out of
-        # the decompressor's (combinational) verdict path
-        m.submodules.lz4_path = lz4_path = fifo.SyncFIFOBuffered(width=10, depth=2)
+        # the decompressor's (combinational) verdict path; depth 4, because a buffered FIFO of
+        # depth 2 (one entry plus the output register) takes a byte only every other cycle
+        m.submodules.lz4_path = lz4_path = fifo.SyncFIFOBuffered(width=10, depth=4)
         m.d.comb += [lz4_path.w_data.eq(Cat(byte.payload.data, s_byte == 0, s_last)),
                      raw_path.w_data.eq(Cat(byte.payload.data, s_last)),
                      dec.i.valid.eq(lz4_path.r_rdy), lz4_path.r_en.eq(dec.i.ready),
