@@ -257,7 +257,7 @@ class FlexCiMMacro(wiring.Component):
         fill = Signal(8 * tile_max)
         fill_count = Signal(range(chunks + 1))        # beats of the tile being filled
         fill_full = Signal()                           # a complete tile waits for the array
-        fill_beats = Signal(range(chunks + 1))        # beats it holds (later lanes read 0)
+        fill_keep = Signal(chunks)                     # its beats (the lanes of the others read 0)
         fill_last = Signal()
         tile_index = Signal(range(cfg.depth))          # weight tile of the tile being filled
 
@@ -280,10 +280,16 @@ class FlexCiMMacro(wiring.Component):
 
         # sums on their way (a vector's last tile in the pipeline, or sums in the queue): a
         # counter, so that `transfer`, which fans out to the whole tile, is shallow logic
+        # and `room` (pending < out_depth) is a register too, computed from the next count
         pending = Signal(range(cfg.out_depth + 1))
+        pending_next = Signal(range(cfg.out_depth + 1))
+        room = Signal(init=1)
         transfer = Signal()
-        m.d.comb += transfer.eq(fill_full & (~fill_last | (pending < cfg.out_depth)))
-        m.d.sync += pending.eq(pending + (transfer & fill_last) - (self.o.valid & self.o.ready))
+        m.d.comb += [
+            transfer.eq(fill_full & (~fill_last | room)),
+            pending_next.eq(pending + (transfer & fill_last) - (self.o.valid & self.o.ready)),
+        ]
+        m.d.sync += [pending.eq(pending_next), room.eq(pending_next < cfg.out_depth)]
         pipeline_empty = ~fill_full & ~s_valid.any() & ~act_busy
 
         # ---- handshakes ----------------------------------------------------------------------
@@ -350,7 +356,8 @@ class FlexCiMMacro(wiring.Component):
                     with m.Case(q):
                         m.d.sync += fill[8 * lanes * q:8 * lanes * (q + 1)].eq(ap.data)
             with m.If(ap.last | (fill_count + 1 == beats_per_tile)):
-                m.d.sync += [fill_count.eq(0), fill_beats.eq(fill_count + 1),
+                m.d.sync += [fill_count.eq(0),
+                             fill_keep.eq(Cat(fill_count >= q for q in range(chunks))),
                              fill_full.eq(1), fill_last.eq(ap.last)]
             with m.Else():
                 m.d.sync += fill_count.eq(fill_count + 1)
@@ -361,7 +368,7 @@ class FlexCiMMacro(wiring.Component):
             masked = []
             for q in range(chunks):
                 word = fill[8 * lanes * q:8 * lanes * (q + 1)]
-                masked.append(Mux(q < fill_beats, word, 0))
+                masked.append(Mux(fill_keep[q], word, 0))
             m.d.sync += x_tile.eq(Cat(*masked))
         for _, rport in rows_mem:
             m.d.comb += rport.addr.eq(tile_index)
