@@ -285,9 +285,13 @@ class FlexCiMMacro(wiring.Component):
         pending_next = Signal(range(cfg.out_depth + 1))
         room = Signal(init=1)
         transfer = Signal()
+        # `transfer & fill_last` written out, so the counter's increment is a LUT of its own
+        # beside the counter, not the `transfer` LUT placed by the fill buffer
+        last_leaves = Signal()
         m.d.comb += [
             transfer.eq(fill_full & (~fill_last | room)),
-            pending_next.eq(pending + (transfer & fill_last) - (self.o.valid & self.o.ready)),
+            last_leaves.eq(fill_full & fill_last & room),
+            pending_next.eq(pending + last_leaves - (self.o.valid & self.o.ready)),
         ]
         m.d.sync += [pending.eq(pending_next), room.eq(pending_next < cfg.out_depth)]
         pipeline_empty = ~fill_full & ~s_valid.any() & ~act_busy
