@@ -30,11 +30,49 @@ from .lz4_decompressor import LZ4Decompressor
 __all__ = ["PlaneAssembler", "CAMCLane"]
 
 
+class _Countdown:
+    """A byte countdown (``left``) with registered ``small = min(left, n)`` and ``fits =
+    left <= n``, so a per-cycle "how many bytes may go" never waits for a wide compare.
+
+    Their next values are worked out for every count 0..n in parallel. ``far`` (registered)
+    says ``left > 2n``: then every next value is "n, does not fit"; otherwise ``left < 4n``
+    and the exact ones need only its low bits. ``far`` itself is updated from ``left > 3n``
+    before the take (a take is at most n), which keeps the wide compare off the path from
+    the count.
+    """
+
+    def __init__(self, m, name, max_value, n):
+        self.m, self.n = m, n
+        self.left = Signal(range(max_value + 1), name=f"{name}_left")
+        self.small = Signal(range(n + 1), name=f"{name}_small")
+        self.fits = Signal(name=f"{name}_fits")
+        self.far = Signal(name=f"{name}_far")
+        near_bits = (4 * n).bit_length()
+        self.next_small = Array(Signal(range(n + 1), name=f"{name}_next_small{a}")
+                                for a in range(n + 1))
+        self.next_fits = Array(Signal(name=f"{name}_next_fits{a}") for a in range(n + 1))
+        for a in range(n + 1):
+            after = Signal(range(-n, 4 * n), name=f"{name}_after{a}")
+            m.d.comb += [after.eq(self.left[:near_bits] - a),
+                         self.next_small[a].eq(Mux(self.far | (after > n), n, after)),
+                         self.next_fits[a].eq(~self.far & (after <= n))]
+
+    def load(self, value):
+        n = self.n
+        self.m.d.sync += [self.left.eq(value), self.small.eq(Mux(value > n, n, value)),
+                          self.fits.eq(value <= n), self.far.eq(value > 2 * n)]
+
+    def take(self, count):
+        self.m.d.sync += [self.left.eq(self.left - count), self.far.eq(self.left > 3 * self.n),
+                          self.small.eq(self.next_small[count]),
+                          self.fits.eq(self.next_fits[count])]
+
+
 class PlaneAssembler(wiring.Component):
     """Byte chunks of a block's groups in, plane words of exactly the right length out.
 
     For each fetched group ``g`` the assembler takes bytes from one source: ``i_raw`` (a raw
-    group: one byte per beat, exactly its raw size), ``i_lz4`` (the decompressor's output
+    group: up to ``in_bytes`` bytes per beat, exactly its raw size in all), ``i_lz4`` (the decompressor's output
     packet for a compressed group) or none (an unmapped block: zero bytes). It passes exactly
     ``raw_bytes[g]`` bytes on: a decompressed packet that ends early is padded with zero
     bytes, bytes past the raw size are dropped up to the packet's ``last``, and either case,
@@ -57,7 +95,7 @@ class PlaneAssembler(wiring.Component):
     -------
     i_job : In(stream.Signature(job_layout))
         One per block; taken after the block's last word.
-    i_raw : In(stream.Signature({data: 8, last}))
+    i_raw : In(stream.Signature({data: 8*in_bytes, count, last}))
     i_lz4 : In(stream.Signature({data: 8*in_bytes, count, first, last}))
     i_lz4_status : In(stream.Signature({error, ...}))
         One entry per compressed group.
@@ -74,7 +112,8 @@ class PlaneAssembler(wiring.Component):
         self.out_bytes = out_bytes
         super().__init__({
             "i_job": In(stream.Signature(job_layout)),
-            "i_raw": In(stream.Signature(data.StructLayout({"data": 8, "last": 1}))),
+            "i_raw": In(stream.Signature(data.StructLayout({
+                "data": 8 * in_bytes, "count": range(in_bytes + 1), "last": 1}))),
             "i_lz4": In(stream.Signature(lz4_layout)),
             "i_lz4_status": In(stream.Signature(status_layout)),
             "o": Out(stream.Signature(out_bytes * 8)),
@@ -93,23 +132,15 @@ class PlaneAssembler(wiring.Component):
         buf = Signal(8 * cap)
         level = Signal(range(cap + 1))
         group = Signal(range(groups + 1))
-        remaining = Signal(range(max(self.group_raw_bytes) + 1))
         error = Signal()
-        started = Signal()          # `remaining` loaded for `group`
+        started = Signal()          # `rest` loaded for `group`
         mode = Signal(2)            # 0 take from the source, 1 pad with zeros, 2 drain, 3 status
 
         is_raw = Signal()           # registered at the start of each group
         all_sent = self.i_job.valid & (group == job.fetched)
-        # registered min(remaining, n) and "remaining <= n", so no wide compare sits on the
-        # per-cycle path; their next values are worked out for every possible number of
-        # bytes accepted (0..n) in parallel from `remaining`, then picked
-        rem_small = Signal(range(n + 1))
-        rem_fits = Signal()
-        next_small = Array(Signal(range(n + 1), name=f"next_small_{a}") for a in range(n + 1))
-        next_fits = Array(Signal(name=f"next_fits_{a}") for a in range(n + 1))
-        for a in range(n + 1):
-            after = remaining - a
-            m.d.comb += [next_small[a].eq(Mux(after > n, n, after)), next_fits[a].eq(after <= n)]
+        # how many bytes of the group are still to come (`rest.small`, `rest.fits` registered)
+        rest = _Countdown(m, "rest", max(self.group_raw_bytes), n)
+        rem_small, rem_fits = rest.small, rest.fits
 
         # stage A: one trimmed chunk (bytes of the current group only, or zero padding) in a
         # register; stage B packs chunks into output words
@@ -137,7 +168,8 @@ class PlaneAssembler(wiring.Component):
         with m.If(active & free & (rem_small != 0) & (mode == 0)):
             with m.If(is_raw):
                 m.d.comb += [self.i_raw.ready.eq(1), take.eq(self.i_raw.valid),
-                             chunk.eq(self.i_raw.payload.data), chunk_count.eq(1),
+                             chunk.eq(self.i_raw.payload.data),
+                             chunk_count.eq(self.i_raw.payload.count),
                              chunk_last.eq(self.i_raw.payload.last)]
             with m.Else():
                 m.d.comb += [self.i_lz4.ready.eq(1), take.eq(self.i_lz4.valid),
@@ -156,7 +188,7 @@ class PlaneAssembler(wiring.Component):
             with m.If(self.i_lz4_status.valid):
                 m.d.sync += [error.eq(error | self.i_lz4_status.payload.error),
                              group.eq(group + 1), started.eq(0), mode.eq(0)]
-        # the same group may also end in mode 0/1 when `remaining` reaches zero (below)
+        # the same group may also end in mode 0/1 when `rest` reaches zero (below)
 
         accepted = Signal(range(n + 1))
         m.d.comb += accepted.eq(Mux(chunk_count > rem_small, rem_small, chunk_count))
@@ -165,8 +197,8 @@ class PlaneAssembler(wiring.Component):
             m.d.sync += c_valid.eq(0)
         with m.If(take):
             m.d.sync += [c_valid.eq(1), c_data.eq(chunk & mask), c_count.eq(accepted),
-                         remaining.eq(remaining - accepted),
-                         rem_small.eq(next_small[accepted]), rem_fits.eq(next_fits[accepted])]
+]
+            rest.take(accepted)
             done = rem_fits & (accepted == rem_small)
             with m.If(mode == 1):
                 with m.If(done):
@@ -187,11 +219,8 @@ class PlaneAssembler(wiring.Component):
                 m.d.sync += [mode.eq(2), error.eq(1)]
 
         with m.If(self.i_job.valid & ~started & (group < job.fetched)):
-            m.d.sync += [started.eq(1), remaining.eq(raw_sizes[group]),
-                         rem_small.eq(Array(Const(min(x, n), range(n + 1))
-                                            for x in self.group_raw_bytes)[group]),
-                         rem_fits.eq(Array(Const(int(x <= n), 1)
-                                           for x in self.group_raw_bytes)[group]),
+            rest.load(raw_sizes[group])
+            m.d.sync += [started.eq(1),
                          is_raw.eq(job.raw.bit_select(group, 1)),
                          mode.eq(Mux(job.unmapped, 1, 0))]
 
@@ -456,60 +485,79 @@ class CAMCLane(wiring.Component):
                      split_jobs.w_data.eq(self.i_job.payload),
                      asm_jobs.w_data.eq(self.i_job.payload)]
 
-        # read words -> bytes of the fetched prefix (the last word's padding dropped)
+        # read words -> chunks of the fetched prefix (the last word's padding dropped): a
+        # chunk is up to `n` bytes of one word and one group; a raw group goes on in whole
+        # chunks, a compressed group one byte per chunk (the decompressor takes a byte a
+        # cycle)
+        n = cfg.decompressor.output_bytes_per_cycle
+        mb = cfg.mem_bytes
         m.submodules.rqueue = rqueue = fifo.SyncFIFOBuffered(
             width=cfg.mem_data_width, depth=cfg.block_beats)
         wiring.connect(m, wiring.flipped(self.i_rdata), rqueue.w_stream)
-        m.submodules.from_words = from_words = WidthDownConverter(
-            WidthConverterConfig(8, cfg.mem_bytes))
         sjob = data.View(cfg.job_layout, split_jobs.r_data)
-        left = Signal(range(cfg.block_bytes + 1))
+        left = Signal(range(cfg.block_bytes + 1))       # bytes of the prefix not yet loaded
         loaded = Signal()
         with m.If(split_jobs.r_rdy & ~loaded):
             m.d.sync += [left.eq(sjob.bytes), loaded.eq(1)]
-        word_fire = from_words.i.valid & from_words.i.ready
-        m.d.comb += [from_words.i.valid.eq(loaded & (left != 0) & rqueue.r_rdy),
-                     rqueue.r_en.eq(loaded & (left != 0) & from_words.i.ready),
-                     from_words.i.payload.data.eq(rqueue.r_data),
-                     from_words.i.payload.count.eq(Mux(left > cfg.mem_bytes, cfg.mem_bytes,
-                                                       left)),
-                     from_words.i.payload.last.eq(left <= cfg.mem_bytes)]
-        with m.If(word_fire):
-            m.d.sync += left.eq(Mux(left > cfg.mem_bytes, left - cfg.mem_bytes, 0))
 
-        # bytes -> per group: decompressor or raw path
+        w_data = Signal(8 * mb)                         # the word being cut into chunks
+        w_off = Signal(range(mb))
+        w_avail = Signal(range(mb + 1))                 # its bytes not yet sent
+
         m.submodules.decompressor = dec = LZ4Decompressor(cfg.decompressor)
-        m.submodules.raw_path = raw_path = fifo.SyncFIFOBuffered(width=9, depth=4)
+        m.submodules.raw_path = raw_path = fifo.SyncFIFOBuffered(
+            width=8 * n + n.bit_length() + 1, depth=4)
         s_group = Signal(range(groups + 1))
-        s_byte = Signal(range(cfg.max_group_bytes + 1))
-        stored = sjob.stored[s_group[:max(1, (groups - 1).bit_length())]]
         s_raw = sjob.raw.bit_select(s_group, 1)
-        s_last = s_byte == stored - 1
-        byte = from_words.o
+        s_fetched = Mux(sjob.unmapped, 0, sjob.fetched)
+        g_started = Signal()                            # the group's countdown is loaded
+        g_first = Signal()
+        g_next = _Countdown(m, "group", cfg.max_group_bytes, n)
+        g_small, g_fits = g_next.small, g_next.fits
+        stored = sjob.stored[s_group[:max(1, (groups - 1).bit_length())]]
+        with m.If(loaded & ~g_started & (s_group < s_fetched)):
+            m.d.sync += [g_started.eq(1), g_first.eq(1)]
+            g_next.load(stored)
+
+        count = Signal(range(n + 1))
+        small_word = Mux(w_avail > n, n, w_avail)
+        m.d.comb += count.eq(Mux(s_raw, Mux(small_word > g_small, g_small, small_word), 1))
+        chunk = Signal(8 * n)
+        m.d.comb += chunk.eq((w_data >> (w_off * 8))[:8 * n])
+        group_done = g_fits & (count == g_small)
+        ready = Signal()
+        offer = loaded & g_started & (w_avail != 0)
         # a registered queue in front of the decompressor keeps the group bookkeeping out of
         # the decompressor's (combinational) verdict path; depth 4, because a buffered FIFO of
         # depth 2 (one entry plus the output register) takes a byte only every other cycle
         m.submodules.lz4_path = lz4_path = fifo.SyncFIFOBuffered(width=10, depth=4)
-        m.d.comb += [lz4_path.w_data.eq(Cat(byte.payload.data, s_byte == 0, s_last)),
-                     raw_path.w_data.eq(Cat(byte.payload.data, s_last)),
+        m.d.comb += [lz4_path.w_data.eq(Cat(chunk[:8], g_first, group_done)),
+                     raw_path.w_data.eq(Cat(chunk, count, group_done)),
                      dec.i.valid.eq(lz4_path.r_rdy), lz4_path.r_en.eq(dec.i.ready),
                      dec.i.payload.data.eq(lz4_path.r_data[:8]),
                      dec.i.payload.first.eq(lz4_path.r_data[8]),
                      dec.i.payload.last.eq(lz4_path.r_data[9])]
-        s_fetched = Mux(sjob.unmapped, 0, sjob.fetched)
-        with m.If(loaded & (s_group < s_fetched)):
-            with m.If(s_raw):
-                m.d.comb += [raw_path.w_en.eq(byte.valid), byte.ready.eq(raw_path.w_rdy)]
-            with m.Else():
-                m.d.comb += [lz4_path.w_en.eq(byte.valid), byte.ready.eq(lz4_path.w_rdy)]
-        with m.If(byte.valid & byte.ready):
-            with m.If(s_last):
-                m.d.sync += [s_byte.eq(0), s_group.eq(s_group + 1)]
-            with m.Else():
-                m.d.sync += s_byte.eq(s_byte + 1)
+        with m.If(s_raw):
+            m.d.comb += [raw_path.w_en.eq(offer), ready.eq(raw_path.w_rdy)]
+        with m.Else():
+            m.d.comb += [lz4_path.w_en.eq(offer), ready.eq(lz4_path.w_rdy)]
+        fire = offer & ready
+        with m.If(fire):
+            m.d.sync += [w_off.eq(w_off + count), w_avail.eq(w_avail - count), g_first.eq(0)]
+            g_next.take(count)
+            with m.If(group_done):
+                m.d.sync += [s_group.eq(s_group + 1), g_started.eq(0)]
+        # the next word loads in the cycle the last chunk of this one goes
+        load = loaded & (left != 0) & rqueue.r_rdy & ((w_avail == 0) |
+                                                     (fire & (count == w_avail)))
+        m.d.comb += rqueue.r_en.eq(load)
+        with m.If(load):
+            m.d.sync += [w_data.eq(rqueue.r_data), w_off.eq(0),
+                         w_avail.eq(Mux(left > mb, mb, left)),
+                         left.eq(Mux(left > mb, left - mb, 0))]
         with m.If(loaded & (s_group == s_fetched) & (left == 0)):
             m.d.comb += split_jobs.r_en.eq(1)
-            m.d.sync += [loaded.eq(0), s_group.eq(0), s_byte.eq(0)]
+            m.d.sync += [loaded.eq(0), s_group.eq(0)]
 
         # assembler -> merge -> mask
         m.submodules.assembler = asm = PlaneAssembler(
