@@ -19,7 +19,8 @@ lanes, padded to a beat) and reads it back, then the same for the probability wo
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import (Array, Cat, ClockSignal, Const, Elaboratable, Instance, Module, Mux,
+                          Signal, signed)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -124,6 +125,57 @@ PRESETS = {
 }
 
 
+class _Mul2(Elaboratable):
+    """``p = a * b`` two cycles later: the operands are registered, then the product.
+
+    On ECP5 this is one MULT18X18D with its input and output registers on (the DSP blocks sit
+    in a few rows of the die, so registers in the fabric are far from them: the routing to
+    and from the multiplier, not the multiply, set the clock); elsewhere (simulation,
+    Verilog) the same registers in logic. ``a`` and ``b`` must fit 18-bit signed numbers."""
+
+    def __init__(self, a, b):
+        self.a_in, self.b_in = a, b
+        self.p = Signal(signed(36))
+
+    def elaborate(self, platform):
+        m = Module()
+        a, b = Signal(signed(18)), Signal(signed(18))
+        m.d.comb += [a.eq(self.a_in), b.eq(self.b_in)]
+        if getattr(platform, "family", None) == "ecp5":
+            ports = {}
+            for i in range(18):
+                ports[f"i_A{i}"] = a[i]
+                ports[f"i_B{i}"] = b[i]
+                ports[f"i_C{i}"] = Const(0, 1)
+            for i in range(36):
+                ports[f"o_P{i}"] = self.p[i]
+            for k in range(4):
+                ports[f"i_CLK{k}"] = ClockSignal("sync") if k == 0 else Const(0, 1)
+                ports[f"i_CE{k}"] = Const(1, 1) if k == 0 else Const(0, 1)
+                ports[f"i_RST{k}"] = Const(0, 1)   # the boards' sync domain has no reset
+            m.submodules.dsp = Instance(
+                "MULT18X18D",
+                p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+                p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+                p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+                p_REG_PIPELINE_CLK="NONE", p_RESETMODE="SYNC",
+                i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1),
+                i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1), **ports)
+        else:
+            a_r, b_r = Signal(signed(18)), Signal(signed(18))
+            m.d.sync += [a_r.eq(a), b_r.eq(b), self.p.eq(a_r * b_r)]
+        return m
+
+
+def _tree_sum(values):
+    """Sum as a balanced tree of adders (``sum()`` chains them: one adder after another)."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def _pick(values, index):
     """``values[index]`` for a signal ``index`` (``values[0]`` when there is one value)."""
     if len(values) == 1:
@@ -160,8 +212,10 @@ class MeadowEngine(wiring.Component):
     Latency
     -------
     The job's cycles are predicted by :func:`sim.perf.meadow.engine_job`: each pass over
-    the keys is ``keys`` cycles plus 9 (pipeline and exit), each DRAM transfer its command,
-    the DRAM latency and its beats, each output beat ``dot_width + 6`` cycles.
+    the keys is ``keys`` cycles plus ``PASS_STAGES + 1`` = 11 (pipeline and exit), each DRAM
+    transfer its command, the DRAM latency and its beats (a GEMM store one cycle more: its
+    words pass a register after the block RAM), each output beat ``dot_width +
+    REQUANT_LATENCY + 1`` = ``dot_width + 8`` cycles.
 
     Throughput
     ----------
@@ -239,15 +293,13 @@ class MeadowEngine(wiring.Component):
         op_a = [[Signal(signed(9), name=f"opa{p}_{d}") for d in range(D)] for p in range(P)]
         op_b = [Signal(signed(8), name=f"opb{d}") for d in range(D)]
         prod = [[Signal(signed(17), name=f"prod{p}_{d}") for d in range(D)] for p in range(P)]
-        # a second register on each side of the multipliers: the DSP blocks sit in a few
-        # rows of the die, away from the operand muxes and the adders, and one register per
-        # side left ~3 ns of routing on each side of the 3.9 ns multiply
-        op_a2 = [[Signal(signed(9), name=f"opa2_{p}_{d}") for d in range(D)] for p in range(P)]
-        op_b2 = [Signal(signed(8), name=f"opb2_{d}") for d in range(D)]
+        # the multipliers register their operands and product inside the DSP blocks (_Mul2),
+        # and the product is registered again in the fabric: the DSP blocks sit in a few rows
+        # of the die, away from the operand muxes and the adders
         prod2 = [[Signal(signed(17), name=f"prod2_{p}_{d}") for d in range(D)]
                  for p in range(P)]
         for d in range(D):
-            m.d.sync += [op_b[d].eq(mul_b[d]), op_b2[d].eq(op_b[d])]
+            m.d.sync += op_b[d].eq(mul_b[d])
         # block RAM read data, registered before any logic (their clock-to-out is slow)
         k_data, v_data, p_data = Signal(word), Signal(word), Signal(8 * P)
         x_data = Signal(word * P)
@@ -255,16 +307,17 @@ class MeadowEngine(wiring.Component):
                      x_data.eq(x_rd.data)]
         for p in range(P):
             for d in range(D):
-                m.d.sync += [op_a[p][d].eq(mul_a[p][d]), op_a2[p][d].eq(op_a[p][d]),
-                             prod[p][d].eq(op_a2[p][d] * op_b2[d]),
-                             prod2[p][d].eq(prod[p][d])]
+                mul = _Mul2(op_a[p][d], op_b[d])
+                m.submodules[f"mul{p}_{d}"] = mul
+                m.d.comb += prod[p][d].eq(mul.p)
+                m.d.sync += [op_a[p][d].eq(mul_a[p][d]), prod2[p][d].eq(prod[p][d])]
         parts = [[Signal(signed(24), name=f"part{p}_{g}") for g in range(-(-D // 4))]
                  for p in range(P)]
         tree = [Signal(signed(32), name=f"tree{p}") for p in range(P)]
         for p in range(P):
             for g, part in enumerate(parts[p]):
-                m.d.sync += part.eq(sum(prod2[p][4 * g:4 * g + 4]))
-            m.d.sync += tree[p].eq(sum(parts[p]))
+                m.d.sync += part.eq(_tree_sum(prod2[p][4 * g:4 * g + 4]))
+            m.d.sync += tree[p].eq(_tree_sum(parts[p]))
         q_reg = [Signal(word, name=f"q{p}") for p in range(P)]
         acc = [[Signal(signed(32), name=f"acc{p}_{d}") for d in range(D)] for p in range(P)]
         lin_acc = [Signal(signed(32), name=f"lin{p}") for p in range(P)]
@@ -309,12 +362,12 @@ class MeadowEngine(wiring.Component):
         m.d.sync += [rq_round.eq((Const(1, 50) << desc.out_shift) >> 1),
                      exp_round.eq((Const(1, 33) << desc.exp_shift) >> 1),
                      out_mult.eq(desc.out_mult), exp_mult.eq(desc.exp_mult)]
-        rq_a2 = Signal(signed(32))
         rq_lo2 = Signal(32)
         rq_hi2 = Signal(signed(33))
-        m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:-1])), rq_a.eq(rq_in), rq_a2.eq(rq_a),
-                     rq_lo.eq(rq_a2[:16] * out_mult),
-                     rq_hi.eq(rq_a2[16:].as_signed() * out_mult),
+        m.submodules.rq_mul_lo = rq_mul_lo = _Mul2(rq_a[:16], out_mult)
+        m.submodules.rq_mul_hi = rq_mul_hi = _Mul2(rq_a[16:].as_signed(), out_mult)
+        m.d.comb += [rq_lo.eq(rq_mul_lo.p), rq_hi.eq(rq_mul_hi.p)]
+        m.d.sync += [rq_v.eq(Cat(rq_in_valid, rq_v[:-1])), rq_a.eq(rq_in),
                      rq_lo2.eq(rq_lo), rq_hi2.eq(rq_hi),
                      rq_sum.eq((rq_hi2 << 16) + rq_lo2 + rq_round),
                      rq_coarse.eq(rq_sum >> Cat(Const(0, 3), desc.out_shift[3:]))]
@@ -512,7 +565,6 @@ class MeadowEngine(wiring.Component):
                     score = Signal(signed(32), name=f"score{p}")
                     diff = Signal(signed(34), name=f"diff{p}")
                     dsat = Signal(21, name=f"dsat{p}")
-                    dsat2 = Signal(21, name=f"dsat2_{p}")
                     pp_lo = Signal(32, name=f"pplo{p}")
                     pp_hi = Signal(21, name=f"pphi{p}")
                     pp_lo2 = Signal(32, name=f"pplo2_{p}")
@@ -524,9 +576,11 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += score.eq(scores[p])                               # 2
                     m.d.comb += diff.eq(score_max[p] - score)
                     m.d.sync += dsat.eq(Mux(diff[21:].any(), DIFF_MAX, diff[:21]))  # 3
-                    m.d.sync += dsat2.eq(dsat)                                    # 4
-                    m.d.sync += [pp_lo.eq(dsat2[:16] * exp_mult),                 # 5
-                                 pp_hi.eq(dsat2[16:] * exp_mult)]
+                    # 4: operands, 5: products, in the DSP blocks
+                    exp_lo, exp_hi = _Mul2(dsat[:16], exp_mult), _Mul2(dsat[16:], exp_mult)
+                    m.submodules[f"exp_mul_lo{p}"] = exp_lo
+                    m.submodules[f"exp_mul_hi{p}"] = exp_hi
+                    m.d.comb += [pp_lo.eq(exp_lo.p), pp_hi.eq(exp_hi.p)]
                     m.d.sync += [pp_lo2.eq(pp_lo), pp_hi2.eq(pp_hi)]              # 6
                     m.d.sync += rounded_e.eq((pp_hi2 << 16) + pp_lo2 + exp_round)  # 7
                     m.d.sync += coarse.eq(rounded_e >> Cat(Const(0, 3),            # 8
@@ -571,11 +625,12 @@ class MeadowEngine(wiring.Component):
                 probs = []
                 for p in range(P):
                     e_in = Signal(16, name=f"ein{p}")
-                    e_in2 = Signal(16, name=f"ein2_{p}")
                     scaled_p = Signal(33, name=f"pscaled{p}")
                     scaled2 = Signal(33, name=f"pscaled2_{p}")
-                    m.d.sync += [e_in.eq(evec[p][:16]), e_in2.eq(e_in),
-                                 scaled_p.eq(e_in2 * recip_c[p]), scaled2.eq(scaled_p)]
+                    norm_mul = _Mul2(e_in, recip_c[p])     # 2: operands, 3: product
+                    m.submodules[f"norm_mul{p}"] = norm_mul
+                    m.d.comb += scaled_p.eq(norm_mul.p)
+                    m.d.sync += [e_in.eq(evec[p][:16]), scaled2.eq(scaled_p)]
                     top = scaled2 >> PROB_SHIFT
                     probs.append(Mux(top[8:].any(), 255, top[:8]))
                 m.d.comb += [p_wr.en.eq(valid[5]), p_wr.addr.eq(tag[5]),
