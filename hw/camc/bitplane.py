@@ -364,8 +364,9 @@ class BitplaneMerge(wiring.Component):
 
     Latency
     -------
-    The first values of a block are offered ``width + 3`` cycles after its last plane beat
-    is taken.
+    The first values of a block are offered ``width + 4`` cycles after its last plane beat
+    is taken (one cycle more than the split: the block RAM's read data is registered before
+    it reaches the transposing shift register).
 
     Throughput
     ----------
@@ -470,11 +471,28 @@ class BitplaneMerge(wiring.Component):
         rd_rows = Signal(range(W + 1))
         rd_lanes = Signal(range(V + 1))
 
+        # stage R: the plane word read in flip-flops, nothing between them and the block RAM
+        # (whose clock-to-out is slow and which may sit far from the shift register)
+        r_valid = Signal()
+        r_data = Signal(word)
+        r_zero = Signal()
+        r_slot_last = Signal()
+        r_first = Signal()
+        r_tile_last = Signal()
+        r_rows = Signal(range(W + 1))
+        r_lanes = Signal(range(V + 1))
+
         o = self.o
         out_free = (out_left == 0) | ((out_left == 1) & o.ready)
         move_now = planes_full & out_free
-        consume = rd_valid & (~planes_full | move_now)
-        advance = ~rd_valid | consume
+        consume = r_valid & (~planes_full | move_now)
+        advance_r = ~r_valid | consume
+        advance = ~rd_valid | advance_r
+        with m.If(advance_r):
+            m.d.sync += [r_valid.eq(rd_valid), r_data.eq(rd.data), r_zero.eq(rd_zero),
+                         r_slot_last.eq(rd_slot_last), r_first.eq(rd_first),
+                         r_tile_last.eq(rd_tile_last), r_rows.eq(rd_rows),
+                         r_lanes.eq(rd_lanes)]
         full_rb = full.bit_select(rb, 1)
         tile_last = rd_tile == tiles_m1[rb]
 
@@ -526,14 +544,14 @@ class BitplaneMerge(wiring.Component):
             ]
         with m.If(consume):
             m.d.sync += [planes[s].eq(planes[s + 1]) for s in range(W - 1)]
-            m.d.sync += planes[W - 1].eq(_select(~rd_zero, rd.data))
-            with m.If(rd_slot_last):
+            m.d.sync += planes[W - 1].eq(_select(~r_zero, r_data))
+            with m.If(r_slot_last):
                 m.d.sync += [
                     planes_full.eq(1),
-                    planes_first.eq(rd_first),
-                    planes_tile_last.eq(rd_tile_last),
-                    planes_rows.eq(rd_rows),
-                    planes_lanes.eq(rd_lanes),
+                    planes_first.eq(r_first),
+                    planes_tile_last.eq(r_tile_last),
+                    planes_rows.eq(r_rows),
+                    planes_lanes.eq(r_lanes),
                 ]
 
         last_out = (out_left == 1) & out_tile_last
