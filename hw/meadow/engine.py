@@ -322,6 +322,9 @@ class MeadowEngine(wiring.Component):
         acc = [[Signal(signed(32), name=f"acc{p}_{d}") for d in range(D)] for p in range(P)]
         lin_acc = [Signal(signed(32), name=f"lin{p}") for p in range(P)]
         score_max = [Signal(signed(32), name=f"max{p}") for p in range(P)]
+        # the running max takes a registered candidate (the score, or -2**31 when the key is
+        # masked or no score is due): the compare-and-load loop has no masking logic in it
+        max_cand = [Signal(signed(32), name=f"cand{p}", init=-2 ** 31) for p in range(P)]
         exp_sum = [Signal(32, name=f"sum{p}") for p in range(P)]
         recip = [Signal(17, name=f"recip{p}") for p in range(P)]
         remainder = [Signal(33, name=f"rem{p}") for p in range(P)]
@@ -495,7 +498,8 @@ class MeadowEngine(wiring.Component):
                                  q_cur.eq(q_addr + t0), o_cur.eq(o_addr + t0)]
                     for p in range(P):
                         m.d.sync += [lane_limit[p].eq(desc.q_offset + t0 + p),
-                                     score_max[p].eq(-2 ** 31), exp_sum[p].eq(0)]
+                                     score_max[p].eq(-2 ** 31), max_cand[p].eq(-2 ** 31),
+                                     exp_sum[p].eq(0)]
                     m.next = "Q_CMD"
             with m.State("Q_CMD"):
                 issue(q_cur, n_tok, 0, "Q_LOAD")
@@ -512,7 +516,7 @@ class MeadowEngine(wiring.Component):
 
             with m.State("QK"):
                 # 0: read K[j]; 1: K register; 2, 3: operands; 4, 5: products; 6: partial
-                # sums; 7: dot products; 8: store the scores, update the running max
+                # sums; 7: dot products; 8: store the scores, max candidates; 9: running max
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 kvec = vec(k_data, 8, D, True)
@@ -525,9 +529,11 @@ class MeadowEngine(wiring.Component):
                 with m.If(valid[8]):
                     m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[8]),
                                  s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
-                    for p in range(P):
-                        with m.If(visible(p, tag[8]) & (tree[p] > score_max[p])):
-                            m.d.sync += score_max[p].eq(tree[p])
+                for p in range(P):
+                    m.d.sync += max_cand[p].eq(Mux(valid[8] & visible(p, tag[8]), tree[p],
+                                                   -2 ** 31))
+                    with m.If(max_cand[p] > score_max[p]):                       # 9
+                        m.d.sync += score_max[p].eq(max_cand[p])
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     m.next = "QK_DONE"
