@@ -148,7 +148,9 @@ class PlaneAssembler(wiring.Component):
         c_data = Signal(8 * n)
         c_count = Signal(range(n + 1))
         out_fire = self.o.valid & self.o.ready
-        c_take = c_valid & (level <= b)
+        # the chunk goes in if the bytes left after this cycle's output word leave room for it
+        # (`level <= b` alone would let a full chunk in only every other cycle)
+        c_take = c_valid & ((level <= b) | (self.o.ready & (level <= 2 * b)))
         m.d.comb += [self.o.valid.eq(level >= b), self.o.payload.eq(buf[:8 * b])]
         shifted = Mux(out_fire, buf >> (8 * b), buf)
         base = Mux(out_fire, level - b, level)

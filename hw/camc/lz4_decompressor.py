@@ -33,7 +33,7 @@ MINMATCH = 4
 LENGTH_BITS = 24
 
 #: Cycles from the transfer of a literal byte on ``i`` to its beat on ``o`` (no stalls).
-LITERAL_LATENCY = 5
+LITERAL_LATENCY = 6
 #: Cycles from the transfer of the byte that decides a block's verdict to ``o_status.valid``.
 STATUS_LATENCY = 1
 
@@ -133,7 +133,8 @@ class LZ4Decompressor(wiring.Component):
     compare against the final extension byte, while ``length`` itself (which the
     ``literal_past_input`` check needs in full) only feeds registers. The parser also works
     out what the copier needs of a match offset (source address, lane pattern, forwarding
-    distances). The copier is four stages: A picks the beat and the bank addresses, B reads
+    distances). The copier is five stages: H holds the command queue's head (and its source's
+    next history row), A picks the beat and the bank addresses, B reads
     the banks, R holds the banks' read data in flip-flops (the block RAM's clock-to-out is
     5.8 ns and the banks may be placed far from the copier, so nothing else follows them), C
     registers the output lanes (then written back to the history buffer). Bytes of the two
@@ -163,8 +164,8 @@ class LZ4Decompressor(wiring.Component):
 
     Latency
     -------
-    A literal byte leaves on ``o`` :data:`LITERAL_LATENCY` (5) cycles after it is taken on
-    ``i``: parser, copier stages A, B, R, C, skid buffer on ``o``. ``o_status`` is valid
+    A literal byte leaves on ``o`` :data:`LITERAL_LATENCY` (6) cycles after it is taken on
+    ``i``: parser, copier stages H, A, B, R, C, skid buffer on ``o``. ``o_status`` is valid
     :data:`STATUS_LATENCY` (1) cycle after the transfer of the byte that decides the verdict
     (the parser's checks stay within that cycle): the field found bad, the final byte of a
     good block, or, for ``output_overflow`` on a literal run, the run's final byte (the
@@ -486,7 +487,22 @@ class LZ4Decompressor(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~out.valid | out.ready)
 
-        head = cmd.payload
+        # stage H: the queue's head in registers, with the history row after its source row
+        # worked out, so the bank read addresses are a mux of registers (the queue is LUT RAM,
+        # and an adder after it towards the block RAM's address pins was a critical path)
+        log_n = exact_log2(n)
+        row_bits = max(1, addr_bits - log_n)
+        h_valid = Signal()
+        head = Signal(self._command_layout())
+        h_row1 = Signal(row_bits)
+        h_take = Signal()
+        m.d.comb += cmd.ready.eq(~h_valid | h_take)
+        with m.If(cmd.ready):
+            m.d.sync += [h_valid.eq(cmd.valid), head.eq(cmd.payload),
+                         h_row1.eq((cmd.payload.src >> log_n) + 1)]
+        src_row1 = Signal(row_bits)                 # row after `src`'s row (busy match)
+        beat_row1 = Signal(row_bits)
+
         kind = Signal(_Command)
         beat_src = Signal(addr_bits)
         beat_len = Signal(range(cfg.max_block_bytes + 1))
@@ -497,17 +513,19 @@ class LZ4Decompressor(wiring.Component):
         issue = Signal()
         with m.If(busy):
             m.d.comb += [
-                kind.eq(_Command.MATCH), beat_src.eq(src), beat_len.eq(remaining),
+                kind.eq(_Command.MATCH), beat_src.eq(src), beat_row1.eq(src_row1),
+                beat_len.eq(remaining),
                 beat_long.eq(remaining_long),
                 beat_reach.eq(match_reach), issue.eq(advance),
             ]
         with m.Else():
             m.d.comb += [
-                kind.eq(head.kind), beat_src.eq(head.src), beat_len.eq(head.length),
+                kind.eq(head.kind), beat_src.eq(head.src), beat_row1.eq(h_row1),
+                beat_len.eq(head.length),
                 beat_long.eq(head.long),
                 beat_reach.eq(head.reach), beat_first.eq(head.first),
-                beat_last.eq(head.last), issue.eq(advance & cmd.valid),
-                cmd.ready.eq(advance),
+                beat_last.eq(head.last), issue.eq(advance & h_valid),
+                h_take.eq(advance),
             ]
 
         count = Signal(range(n + 1))
@@ -523,7 +541,7 @@ class LZ4Decompressor(wiring.Component):
             with m.If((kind == _Command.MATCH) & beat_long):
                 m.d.sync += [
                     busy.eq(1), remaining.eq(beat_len - n), remaining_long.eq(beat_len > 2 * n),
-                    src.eq(beat_src + n),
+                    src.eq(beat_src + n), src_row1.eq(beat_row1 + 1),
                     match_reach.eq(beat_reach),
                 ]
             with m.Else():
@@ -574,7 +592,6 @@ class LZ4Decompressor(wiring.Component):
                     out_.append(value)
             return out_
 
-        row_bits = max(1, addr_bits - exact_log2(n))
         b = beat_regs("b")
         r = beat_regs("r")
         r_data = [Signal(8, name=f"r_data{bank}") for bank in range(n)]
@@ -622,16 +639,17 @@ class LZ4Decompressor(wiring.Component):
         for bank, (_, rp) in enumerate(banks):
             # bank holds output lane (bank - pos) mod n and source lane (bank - src) mod n
             write_lane = Signal(lane_bits, name=f"write_lane{bank}")
-            read_lane = Signal(lane_bits, name=f"read_lane{bank}")
-            m.d.comb += [write_lane.eq((bank - pos) & lane_mask),
-                         read_lane.eq((bank - beat_src) & lane_mask)]
+            m.d.comb += write_lane.eq((bank - pos) & lane_mask)
             with m.If(advance):
                 m.d.sync += [
                     b["write_lane"][bank].eq(write_lane),
                     b["write_row"][bank].eq((pos + write_lane) >> exact_log2(n)),
                     b["write_en"][bank].eq(write_lane < count),
                 ]
-                m.d.comb += rp.addr.eq((beat_src + read_lane) >> exact_log2(n))
+                # source row of this bank: `beat_src`'s row, or the next one for the banks
+                # below `beat_src`'s lane
+                m.d.comb += rp.addr.eq(Mux(bank < (beat_src & lane_mask), beat_row1,
+                                           beat_src >> log_n))
         for _, rp in banks:
             m.d.comb += rp.en.eq(advance)
 
