@@ -444,7 +444,12 @@ class MeadowEngine(wiring.Component):
                 m.d.sync += count.eq(0)
                 m.next = next_state
 
-        with m.FSM():
+        # the softmax pipelines' registers are written every cycle, not under the FSM state
+        # (they carry data only behind the valid bits of their own pass): the state register
+        # then does not fan out to them
+        free_sync, free_comb = [], []
+
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(take_desc):
                     nd = self.i_desc.payload
@@ -519,13 +524,6 @@ class MeadowEngine(wiring.Component):
                 # sums; 7: dot products; 8: store the scores, max candidates; 9: running max
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
-                kvec = vec(k_data, 8, D, True)
-                for p in range(P):
-                    qv = vec(q_reg[p], 8, D, True)
-                    for d in range(D):
-                        m.d.comb += mul_a[p][d].eq(qv[d])
-                for d in range(D):
-                    m.d.comb += mul_b[d].eq(kvec[d])
                 with m.If(valid[8]):
                     m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[8]),
                                  s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
@@ -579,23 +577,23 @@ class MeadowEngine(wiring.Component):
                     coarse = Signal(38, name=f"coarse{p}")
                     index = Signal(range(EXP_ENTRIES), name=f"index{p}")
                     e_reg = Signal(16, name=f"e{p}")
-                    m.d.sync += score.eq(scores[p])                               # 2
-                    m.d.comb += diff.eq(score_max[p] - score)
-                    m.d.sync += dsat.eq(Mux(diff[21:].any(), DIFF_MAX, diff[:21]))  # 3
+                    free_sync.append(score.eq(scores[p]))                         # 2
+                    free_comb.append(diff.eq(score_max[p] - score))
+                    free_sync.append(dsat.eq(Mux(diff[21:].any(), DIFF_MAX, diff[:21])))  # 3
                     # 4: operands, 5: products, in the DSP blocks
                     exp_lo, exp_hi = _Mul2(dsat[:16], exp_mult), _Mul2(dsat[16:], exp_mult)
                     m.submodules[f"exp_mul_lo{p}"] = exp_lo
                     m.submodules[f"exp_mul_hi{p}"] = exp_hi
-                    m.d.comb += [pp_lo.eq(exp_lo.p), pp_hi.eq(exp_hi.p)]
-                    m.d.sync += [pp_lo2.eq(pp_lo), pp_hi2.eq(pp_hi)]              # 6
-                    m.d.sync += rounded_e.eq((pp_hi2 << 16) + pp_lo2 + exp_round)  # 7
-                    m.d.sync += coarse.eq(rounded_e >> Cat(Const(0, 3),            # 8
-                                                           desc.exp_shift[3:]))
+                    free_comb += [pp_lo.eq(exp_lo.p), pp_hi.eq(exp_hi.p)]
+                    free_sync += [pp_lo2.eq(pp_lo), pp_hi2.eq(pp_hi)]             # 6
+                    free_sync.append(rounded_e.eq((pp_hi2 << 16) + pp_lo2 + exp_round))  # 7
+                    free_sync.append(coarse.eq(rounded_e >> Cat(Const(0, 3),       # 8
+                                                                desc.exp_shift[3:])))
                     shifted = coarse >> desc.exp_shift[:3]
-                    m.d.comb += index.eq(Mux(shifted[9:].any(), EXP_ENTRIES - 1,
-                                             shifted))
-                    m.d.comb += lut_rd[p].addr.eq(index)                          # 9: data
-                    m.d.sync += e_reg.eq(Mux(visible(p, tag[9]), lut_rd[p].data, 0))  # 10
+                    free_comb.append(index.eq(Mux(shifted[9:].any(), EXP_ENTRIES - 1,
+                                                  shifted)))
+                    free_comb.append(lut_rd[p].addr.eq(index))                    # 9: data
+                    free_sync.append(e_reg.eq(Mux(visible(p, tag[9]), lut_rd[p].data, 0)))  # 10
                     e_regs.append(e_reg)
                     with m.If(valid[10]):
                         m.d.sync += exp_sum[p].eq(exp_sum[p] + e_reg)
@@ -635,8 +633,8 @@ class MeadowEngine(wiring.Component):
                     scaled2 = Signal(33, name=f"pscaled2_{p}")
                     norm_mul = _Mul2(e_in, recip_c[p])     # 2: operands, 3: product
                     m.submodules[f"norm_mul{p}"] = norm_mul
-                    m.d.comb += scaled_p.eq(norm_mul.p)
-                    m.d.sync += [e_in.eq(evec[p][:16]), scaled2.eq(scaled_p)]
+                    free_comb.append(scaled_p.eq(norm_mul.p))
+                    free_sync += [e_in.eq(evec[p][:16]), scaled2.eq(scaled_p)]
                     top = scaled2 >> PROB_SHIFT
                     probs.append(Mux(top[8:].any(), 255, top[:8]))
                 m.d.comb += [p_wr.en.eq(valid[5]), p_wr.addr.eq(tag[5]),
@@ -672,21 +670,7 @@ class MeadowEngine(wiring.Component):
                 # products; 6: accumulate
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
-                with m.If(count == 0):
-                    for p in range(P):
-                        for d in range(D):
-                            m.d.sync += acc[p][d].eq(0)
-                pvec = vec(p_data, 8, P)
-                vvec = vec(v_data, 8, D, True)
-                for p in range(P):
-                    for d in range(D):
-                        m.d.comb += mul_a[p][d].eq(pvec[p].as_unsigned())
-                for d in range(D):
-                    m.d.comb += mul_b[d].eq(vvec[d])
-                with m.If(valid[6]):
-                    for p in range(P):
-                        for d in range(D):
-                            m.d.sync += acc[p][d].eq(acc[p][d] + prod2[p][d])
+                # (the operands and the accumulators are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     m.next = "O_CMD"
@@ -740,15 +724,8 @@ class MeadowEngine(wiring.Component):
                 m.d.comb += [rdata.ready.eq(count < desc.chunks)]
                 with m.If(rdata.valid & (count < desc.chunks)):
                     m.d.sync += [v1.eq(1), w_reg.eq(rdata.payload.data), count.eq(count + 1)]
-                xvecs = [vec(x_data[word * p:word * (p + 1)], 8, D, True) for p in range(P)]
                 w_delayed = Signal(word)
                 m.d.sync += w_delayed.eq(w_reg)
-                wvec = vec(w_delayed, 8, D, True)
-                for p in range(P):
-                    for d in range(D):
-                        m.d.comb += mul_a[p][d].eq(xvecs[p][d])
-                for d in range(D):
-                    m.d.comb += mul_b[d].eq(wvec[d])
                 # the X word must line up with the weight beat one cycle later
                 m.d.comb += x_rd.addr.eq(count)
                 with m.If(valid[8]):
@@ -795,6 +772,46 @@ class MeadowEngine(wiring.Component):
             with m.State("DONE"):
                 with m.If(self.o_done.ready):
                     m.next = "IDLE"
+        m.d.sync += free_sync
+        m.d.comb += free_comb
+
+        # the PE operands are selected by flags registered from the state (one cycle late:
+        # a pass's first operands arrive 2 cycles after it starts), so the state register
+        # does not fan out to the operand multiplexers
+        in_qk, in_pv, in_w = Signal(), Signal(), Signal()
+        m.d.sync += [in_qk.eq(fsm.ongoing("QK")), in_pv.eq(fsm.ongoing("PV")),
+                     in_w.eq(fsm.ongoing("W_STREAM"))]
+        kvec = vec(k_data, 8, D, True)
+        pvec = vec(p_data, 8, P)
+        vvec = vec(v_data, 8, D, True)
+        xvecs = [vec(x_data[word * p:word * (p + 1)], 8, D, True) for p in range(P)]
+        wvec = vec(w_delayed, 8, D, True)
+        with m.If(in_qk):
+            for p in range(P):
+                qv = vec(q_reg[p], 8, D, True)
+                for d in range(D):
+                    m.d.comb += mul_a[p][d].eq(qv[d])
+            for d in range(D):
+                m.d.comb += mul_b[d].eq(kvec[d])
+        with m.Elif(in_pv):
+            for p in range(P):
+                for d in range(D):
+                    m.d.comb += mul_a[p][d].eq(pvec[p].as_unsigned())
+            for d in range(D):
+                m.d.comb += mul_b[d].eq(vvec[d])
+        with m.Elif(in_w):
+            for p in range(P):
+                for d in range(D):
+                    m.d.comb += mul_a[p][d].eq(xvecs[p][d])
+            for d in range(D):
+                m.d.comb += mul_b[d].eq(wvec[d])
+        # P·V accumulators: the first key (tag 0) starts them from 0
+        first_key = Signal()
+        m.d.comb += first_key.eq(tag[6] == 0)
+        with m.If(valid[6] & in_pv):
+            for p in range(P):
+                for d in range(D):
+                    m.d.sync += acc[p][d].eq(Mux(first_key, 0, acc[p][d]) + prod2[p][d])
         return m
 
     @staticmethod
