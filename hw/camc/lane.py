@@ -124,7 +124,10 @@ class PlaneAssembler(wiring.Component):
         m = Module()
         n, b = self.in_bytes, self.out_bytes
         groups = len(self.group_raw_bytes)
-        cap = n + b
+        # room for two output words besides a chunk: a chunk goes in while `level <= 2b`,
+        # decided from registers only (not from `o.ready`), and full chunks still go in every
+        # cycle while words go out
+        cap = n + 2 * b
         job = self.i_job.payload
         raw_sizes = Array(Const(x, range(max(self.group_raw_bytes) + 1))
                           for x in self.group_raw_bytes)
@@ -148,14 +151,13 @@ class PlaneAssembler(wiring.Component):
         c_data = Signal(8 * n)
         c_count = Signal(range(n + 1))
         out_fire = self.o.valid & self.o.ready
-        # the chunk goes in if the bytes left after this cycle's output word leave room for it
-        # (`level <= b` alone would let a full chunk in only every other cycle)
-        c_take = c_valid & ((level <= b) | (self.o.ready & (level <= 2 * b)))
+        c_take = c_valid & (level <= 2 * b)
         m.d.comb += [self.o.valid.eq(level >= b), self.o.payload.eq(buf[:8 * b])]
         shifted = Mux(out_fire, buf >> (8 * b), buf)
         base = Mux(out_fire, level - b, level)
         with m.If(c_take):
-            m.d.sync += [buf.eq(shifted | Array(c_data << (8 * k) for k in range(b + 1))[base]),
+            placed = Array(c_data << (8 * k) for k in range(2 * b + 1))[base]
+            m.d.sync += [buf.eq(shifted | placed),
                          level.eq(base + c_count)]
         with m.Elif(out_fire):
             m.d.sync += [buf.eq(shifted), level.eq(level - b)]
