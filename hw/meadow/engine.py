@@ -805,13 +805,19 @@ class MeadowEngine(wiring.Component):
                     m.d.comb += mul_a[p][d].eq(xvecs[p][d])
             for d in range(D):
                 m.d.comb += mul_b[d].eq(wvec[d])
-        # P·V accumulators: the first key (tag 0) starts them from 0
-        first_key = Signal()
-        m.d.comb += first_key.eq(tag[6] == 0)
-        with m.If(valid[6] & in_pv):
+        # P·V accumulators: cleared by a registered pulse in the pass's second cycle (its first
+        # products come 5 cycles later), accumulated behind valid bit 6; both controls come
+        # straight from flip-flops (they fan out to all P * D accumulators)
+        acc_clr = Signal()
+        m.d.sync += acc_clr.eq(fsm.ongoing("PV") & ~in_pv)
+        with m.If(acc_clr):
             for p in range(P):
                 for d in range(D):
-                    m.d.sync += acc[p][d].eq(Mux(first_key, 0, acc[p][d]) + prod2[p][d])
+                    m.d.sync += acc[p][d].eq(0)
+        with m.Elif(valid[6] & in_pv):
+            for p in range(P):
+                for d in range(D):
+                    m.d.sync += acc[p][d].eq(acc[p][d] + prod2[p][d])
         return m
 
     @staticmethod
