@@ -72,8 +72,9 @@ class PlaneAssembler(wiring.Component):
     """Byte chunks of a block's groups in, plane words of exactly the right length out.
 
     For each fetched group ``g`` the assembler takes bytes from one source: ``i_raw`` (a raw
-    group: up to ``in_bytes`` bytes per beat, exactly its raw size in all), ``i_lz4`` (the decompressor's output
-    packet for a compressed group) or none (an unmapped block: zero bytes). It passes exactly
+    group: up to ``in_bytes`` bytes per beat, exactly its raw size in all), ``i_lz4`` (the
+    decompressor's output packet for a compressed group) or none (an unmapped block: zero
+    bytes). It passes exactly
     ``raw_bytes[g]`` bytes on: a decompressed packet that ends early is padded with zero
     bytes, bytes past the raw size are dropped up to the packet's ``last``, and either case,
     or an error on ``i_lz4_status``, sets the block's error flag. So a corrupt group can

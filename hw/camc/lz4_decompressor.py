@@ -74,7 +74,9 @@ class LZ4DecompressorConfig:
         history buffer has this many byte-wide banks.
     command_depth : int
         Entries of the queue between the parser and the copier; it lets the parser read the
-        next token, literals and offset while a long match is being copied.
+        next token, literals and offset while a long match is being copied. The parser pushes
+        only while fewer than ``command_depth - 1`` entries were queued the cycle before (a
+        register, for timing), so 2 halves the literal rate; 4 keeps one byte per cycle.
     """
 
     max_block_bytes: int = 4096
@@ -216,13 +218,19 @@ class LZ4Decompressor(wiring.Component):
             SkidBufferConfig(payload=cfg.output_layout))
         wiring.connect(m, out_buffer.i, self._out)
         wiring.connect(m, out_buffer.o, wiring.flipped(self.o))
-        self._elaborate_parser(m, commands.i)
+        # The parser pushes a command only when `cmd_room` (a register) says the queue has a free
+        # entry, never looking at the queue's combinational `ready`: with the level below
+        # depth - 1 last cycle, one push this cycle still fits. This keeps the loop parser ->
+        # queue -> parser (and the lane's queue in front of `i`) out of one cycle.
+        cmd_room = Signal(init=1)
+        m.d.sync += cmd_room.eq(commands.level < cfg.command_depth - 1)
+        self._elaborate_parser(m, commands.i, cmd_room)
         self._elaborate_copier(m, commands.o)
         return m
 
     # --- parser: compressed bytes -> commands and verdicts ----------------------------------
 
-    def _elaborate_parser(self, m, cmd):
+    def _elaborate_parser(self, m, cmd, cmd_room):
         cfg = self.cfg
         max_out = cfg.max_block_bytes
         n = cfg.output_bytes_per_cycle
@@ -366,7 +374,7 @@ class LZ4Decompressor(wiring.Component):
                         with m.Elif(last):
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                 with m.Else():
-                    m.d.comb += self.i.ready.eq(cmd.ready)
+                    m.d.comb += self.i.ready.eq(cmd_room)
                     with m.If(take):
                         with m.If(last & ~final):
                             fail(LZ4Error.LITERAL_PAST_INPUT)
@@ -403,7 +411,7 @@ class LZ4Decompressor(wiring.Component):
                         m.next = "OFFSET_HI"
 
             with m.State("OFFSET_HI"):
-                m.d.comb += self.i.ready.eq(cmd.ready)
+                m.d.comb += self.i.ready.eq(cmd_room)
                 value = Cat(offset_lo, byte)
                 m.d.comb += offset.eq(value)
                 short_len = token[:4] + MINMATCH
@@ -425,7 +433,7 @@ class LZ4Decompressor(wiring.Component):
 
             with m.State("MATCH_LENGTH"):
                 # `length` already counts MINMATCH; past `room` its value no longer matters
-                m.d.comb += [self.i.ready.eq(cmd.ready), offset.eq(saved_offset)]
+                m.d.comb += [self.i.ready.eq(cmd_room), offset.eq(saved_offset)]
                 with m.If(take):
                     with m.If(byte == 255):
                         m.d.sync += length.eq(length + 255)
@@ -440,12 +448,12 @@ class LZ4Decompressor(wiring.Component):
             with m.State("CLOSE"):
                 # end the output packet; then drop the rest of the block's input
                 m.d.comb += [
-                    cmd.valid.eq(1),
+                    cmd.valid.eq(cmd_room),
                     cmd.payload.kind.eq(_Command.CLOSE),
                     cmd.payload.first.eq(first_pending),
                     cmd.payload.last.eq(1),
                 ]
-                with m.If(cmd.ready):
+                with m.If(cmd_room):
                     with m.If(ended):
                         new_block()
                         m.next = "TOKEN"
@@ -655,7 +663,7 @@ class LZ4Decompressor(wiring.Component):
 
         # stage R: the bank data lands in flip-flops; the beat's selects move along with it
         with m.If(advance):
-            m.d.sync += [dst.eq(src_) for dst, src_ in zip(flat(r), flat(b))]
+            m.d.sync += [dst.eq(src_) for dst, src_ in zip(flat(r), flat(b), strict=True)]
             m.d.sync += [r_data[bank].eq(banks[bank][1].data) for bank in range(n)]
 
         c_lane_array = Array(c_lanes)
@@ -668,7 +676,7 @@ class LZ4Decompressor(wiring.Component):
                 out.payload.first.eq(r["first"]),
                 out.payload.last.eq(r["last"]),
             ]
-            m.d.sync += [d.eq(c) for d, c in zip(d_lanes, c_lanes)]
+            m.d.sync += [d.eq(c) for d, c in zip(d_lanes, c_lanes, strict=True)]
             for k in range(n):
                 terms = [
                     Mux(r["forward_c"][k], c_lane_array[r["forward_lane"][k]], 0),
