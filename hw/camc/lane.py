@@ -428,16 +428,24 @@ class CAMCLane(wiring.Component):
         w_left = Signal(range(cfg.max_group_bytes + 1))     # bytes of the group still to read
         w_addr = Signal(range(2 * block_bytes))
         # a byte read is issued when the small queue behind the buffers has room for it and
-        # the one in flight; the buffers' (slow) read data then goes straight into the queue
-        m.submodules.wbytes = wbytes = fifo.SyncFIFOBuffered(width=9, depth=4)
+        # the two in flight; the buffers' (slow, and maybe far) read data lands in flip-flops
+        # with nothing in between, then goes into the queue
+        m.submodules.wbytes = wbytes = fifo.SyncFIFOBuffered(width=9, depth=6)
         in_flight = Signal()
         in_flight_raw = Signal()
         in_flight_last = Signal()
+        landed = Signal()
+        landed_raw = Signal()
+        landed_last = Signal()
+        landed_raw_byte = Signal(8)
+        landed_comp_byte = Signal(8)
         advance = wbytes.level < 3
-        m.d.sync += in_flight.eq(copying & advance)
-        m.d.comb += [wbytes.w_en.eq(in_flight),
-                     wbytes.w_data.eq(Cat(Mux(in_flight_raw, raw_r.data, comp_r.data),
-                                          in_flight_last)),
+        m.d.sync += [in_flight.eq(copying & advance), landed.eq(in_flight),
+                     landed_raw.eq(in_flight_raw), landed_last.eq(in_flight_last),
+                     landed_raw_byte.eq(raw_r.data), landed_comp_byte.eq(comp_r.data)]
+        m.d.comb += [wbytes.w_en.eq(landed),
+                     wbytes.w_data.eq(Cat(Mux(landed_raw, landed_raw_byte, landed_comp_byte),
+                                          landed_last)),
                      to_words.i.valid.eq(wbytes.r_rdy),
                      to_words.i.payload.data.eq(wbytes.r_data[:8]),
                      to_words.i.payload.last.eq(wbytes.r_data[8]),
