@@ -19,8 +19,18 @@ lanes, padded to a beat) and reads it back, then the same for the probability wo
 
 from dataclasses import dataclass
 
-from amaranth.hdl import (Array, Cat, ClockSignal, Const, Elaboratable, Instance, Module, Mux,
-                          Signal, signed)
+from amaranth.hdl import (
+    Array,
+    Cat,
+    ClockSignal,
+    Const,
+    Elaboratable,
+    Instance,
+    Module,
+    Mux,
+    Signal,
+    signed,
+)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -41,9 +51,10 @@ EXP_TABLE = [round(2 ** 15 * 2.718281828459045 ** (-k / 32)) for k in range(EXP_
 DIFF_MAX = 2 ** 21 - 1
 RECIP_BITS = 31
 PROB_SHIFT = 23
-# pipeline depth of the requantiser (select, operand copy, partial products, product copy,
-# sum and rounding, coarse shift, fine shift and clamp)
-REQUANT_LATENCY = 7
+# pipeline depth of the requantiser (select in two registered levels: per PE over its lanes,
+# then over the PEs; operand copy, partial products, product copy, sum and rounding, coarse
+# shift, fine shift and clamp)
+REQUANT_LATENCY = 8
 # stages of the passes over the keys (the longest, EXP: score register, difference, operand
 # copy, partial products, product copy, sum and rounding, coarse shift, table read,
 # exponential register, store)
@@ -354,8 +365,12 @@ class MeadowEngine(wiring.Component):
         rq_sum = Signal(signed(50))
         rq_coarse = Signal(signed(50))
         rq_out = Signal(signed(8))
-        rq_v = Signal(REQUANT_LATENCY)
-        m.d.comb += rq_in_valid.eq(0)
+        rq_v = Signal(REQUANT_LATENCY - 1)
+        # first level of the input select, registered: a feed is valid one cycle after it is
+        # picked (rq_pre_v); the states set rq_pre_v, the second level drives rq_in
+        rq_pre_v = Signal()
+        m.d.sync += rq_pre_v.eq(0)
+        m.d.comb += rq_in_valid.eq(rq_pre_v)
         # rounding constants, registered from the descriptor (it holds still during a job)
         # and copies of the multipliers' constant operands (to be placed by the DSPs)
         rq_round = Signal(50)
@@ -396,6 +411,11 @@ class MeadowEngine(wiring.Component):
             m.d.comb += mul_b[d].eq(0)
 
         out_word = Signal(word)
+        # the requantiser's operands, first level of the select (written every cycle): per
+        # PE its accumulator of lane out_fed (a 64-way mux in one cycle was the critical
+        # path), and the linear accumulator of token count
+        acc_pick = [Signal(signed(32), name=f"accpick{p}") for p in range(P)]
+        lin_pick = Signal(signed(32))
         out_results = Signal(range(D + 1))
         out_fed = Signal(range(D + 1))
         ybuf = [Signal(word, name=f"y{p}") for p in range(P)]
@@ -679,9 +699,8 @@ class MeadowEngine(wiring.Component):
                 m.d.sync += [lane.eq(0), out_fed.eq(0), out_results.eq(0)]
                 issue(o_cur, n_tok, 1, "O_STORE")
             with m.State("O_STORE"):
-                self._requant_beats(m, [[acc[p][d] for d in range(D)] for p in range(P)],
-                                    lane, n_tok, out_fed, out_results, out_word,
-                                    rq_in_valid, rq_in, rq_done, rq_out, wdata, D)
+                self._requant_beats(m, acc_pick, lane, out_fed, out_results, out_word,
+                                    rq_pre_v, rq_in, rq_done, rq_out, wdata, D)
                 with m.If(lane == n_tok):
                     m.d.sync += [t0.eq(t0 + P), tok_left.eq(tok_left - P)]
                     m.next = "GROUP"
@@ -735,9 +754,9 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += [count.eq(0), lane.eq(0), out_results.eq(0)]
                     m.next = "L_REQUANT"
             with m.State("L_REQUANT"):
+                m.d.comb += rq_in.eq(lin_pick)
                 with m.If(count < P):
-                    m.d.comb += [rq_in_valid.eq(1), rq_in.eq(_pick(lin_acc, count))]
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += [rq_pre_v.eq(1), count.eq(count + 1)]
                 lane_sel = n_out[:D.bit_length() - 1]
                 with m.If(rq_done):
                     for p in range(P):
@@ -774,6 +793,9 @@ class MeadowEngine(wiring.Component):
                     m.next = "IDLE"
         m.d.sync += free_sync
         m.d.comb += free_comb
+        for p in range(P):
+            m.d.sync += acc_pick[p].eq(_pick(acc[p], out_fed))
+        m.d.sync += lin_pick.eq(_pick(lin_acc, count))
 
         # the PE operands are selected by flags registered from the state (one cycle late:
         # a pass's first operands arrive 2 cycles after it starts), so the state register
@@ -839,17 +861,16 @@ class MeadowEngine(wiring.Component):
                     m.next = next_state
 
     @staticmethod
-    def _requant_beats(m, values, lane, lanes, fed, results, out_word, rq_in_valid, rq_in,
-                       rq_done, rq_out, wdata, D):
-        """Requantise ``values[lane][0..D-1]`` into one beat per lane and send it."""
-        P = len(values)
+    def _requant_beats(m, picks, lane, fed, results, out_word, pre_v, rq_in, rq_done,
+                       rq_out, wdata, D):
+        """Requantise the accumulators of lane ``lane`` into one beat and send it, a beat per
+        lane: ``fed`` counts the feeds, ``picks[p]`` holds PE ``p``'s accumulator of the
+        previous feed (first level of the select), ``pre_v`` marks it valid."""
+        m.d.comb += rq_in.eq(_pick(picks, lane))
         with m.If(fed < D):
-            sel = Array(Array(row) for row in values)
-            m.d.comb += [rq_in_valid.eq(1), rq_in.eq(sel[lane][fed])]
-            m.d.sync += fed.eq(fed + 1)
+            m.d.sync += [pre_v.eq(1), fed.eq(fed + 1)]
         with m.If(rq_done):
             m.d.sync += [out_word.eq(Cat(out_word[8:], rq_out)), results.eq(results + 1)]
         m.d.comb += [wdata.valid.eq(results == D), wdata.payload.data.eq(out_word)]
         with m.If((results == D) & wdata.ready):
             m.d.sync += [lane.eq(lane + 1), fed.eq(0), results.eq(0)]
-        del P
