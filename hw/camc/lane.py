@@ -18,6 +18,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.width_converter import (
     WidthConverterConfig,
     WidthDownConverter,
@@ -372,22 +373,25 @@ class CAMCLane(wiring.Component):
         # write address and room left in the group's region, kept in registers
         out_addr = Signal(range(2 * block_bytes))
         out_room = Signal(range(cfg.max_group_bytes + 1), init=cfg.group_raw_bytes[0])
+        out_room_nz = Signal(init=int(cfg.group_raw_bytes[0] != 0))    # `out_room != 0`
         next_group = Mux(out_group == groups - 1, 0, out_group + 1)
         next_bank = Mux(out_group == groups - 1, ~out_bank, out_bank)
         m.d.comb += [comp.o.ready.eq(1), comp_w.addr.eq(out_addr),
                      comp_w.data.eq(comp.o.payload.data)]
         with m.If(comp.o.valid):
-            m.d.comb += comp_w.en.eq(out_room != 0)
+            m.d.comb += comp_w.en.eq(out_room_nz)
             with m.If(comp.o.payload.last):
                 m.d.sync += [out_byte.eq(0), out_group.eq(next_group),
                              out_addr.eq(bank_base(next_bank) + offsets[next_group]),
-                             out_room.eq(sizes[next_group])]
+                             out_room.eq(sizes[next_group]),
+                             out_room_nz.eq(sizes[next_group] != 0)]
                 with m.If(out_group == groups - 1):
                     m.d.sync += [bytes_done[out_bank].eq(1), out_bank.eq(~out_bank)]
             with m.Else():
                 m.d.sync += out_byte.eq(out_byte + 1)
-                with m.If(out_room != 0):
-                    m.d.sync += [out_addr.eq(out_addr + 1), out_room.eq(out_room - 1)]
+                with m.If(out_room_nz):
+                    m.d.sync += [out_addr.eq(out_addr + 1), out_room.eq(out_room - 1),
+                                 out_room_nz.eq(out_room != 1)]
 
         # per-group verdicts
         stored = Array(Array(Signal(range(cfg.max_group_bytes + 1), name=f"stored_{k}_{g}")
@@ -507,6 +511,11 @@ class CAMCLane(wiring.Component):
         m.submodules.rqueue = rqueue = fifo.SyncFIFOBuffered(
             width=cfg.mem_data_width, depth=cfg.block_beats)
         wiring.connect(m, wiring.flipped(self.i_rdata), rqueue.w_stream)
+        # a skid buffer after the queue: the chunker's load decision reaches only its
+        # registers, not the queue's block RAM enable (which may be placed far away)
+        m.submodules.rskid = rskid = SkidBuffer(SkidBufferConfig(payload=cfg.mem_data_width))
+        m.d.comb += [rskid.i.valid.eq(rqueue.r_rdy), rskid.i.payload.eq(rqueue.r_data),
+                     rqueue.r_en.eq(rskid.i.ready)]
         sjob = data.View(cfg.job_layout, split_jobs.r_data)
         left = Signal(range(cfg.block_bytes + 1))       # bytes of the prefix not yet loaded
         loaded = Signal()
@@ -561,11 +570,11 @@ class CAMCLane(wiring.Component):
             with m.If(group_done):
                 m.d.sync += [s_group.eq(s_group + 1), g_started.eq(0)]
         # the next word loads in the cycle the last chunk of this one goes
-        load = loaded & (left != 0) & rqueue.r_rdy & ((w_avail == 0) |
-                                                     (fire & (count == w_avail)))
-        m.d.comb += rqueue.r_en.eq(load)
+        load = loaded & (left != 0) & rskid.o.valid & ((w_avail == 0) |
+                                                      (fire & (count == w_avail)))
+        m.d.comb += rskid.o.ready.eq(load)
         with m.If(load):
-            m.d.sync += [w_data.eq(rqueue.r_data), w_off.eq(0),
+            m.d.sync += [w_data.eq(rskid.o.payload), w_off.eq(0),
                          w_avail.eq(Mux(left > mb, mb, left)),
                          left.eq(Mux(left > mb, left - mb, 0))]
         with m.If(loaded & (s_group == s_fetched) & (left == 0)):
