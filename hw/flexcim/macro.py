@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.flexcim import DENSE, NM_CANDIDATES, nm_log2
 
+from ..common.arith import tree_sum
 from ..common.queue import Queue, QueueConfig
 from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_int, check_power_of_two
@@ -439,7 +440,7 @@ class FlexCiMMacro(wiring.Component):
                         m.d.sync += pair.eq((Mux(b[6], a, 0) + Mux(b[7], negated, 0) + b[7])
                                             << 6)
                     pairs.append(pair)
-                m.d.sync += prod[r][c].eq(_tree(pairs))
+                m.d.sync += prod[r][c].eq(tree_sum(pairs))
 
         # ---- sub-macro adder trees, two adder levels per stage ---------------------------
         rpp = cfg.rows_per_submacro
@@ -447,20 +448,20 @@ class FlexCiMMacro(wiring.Component):
             for c in range(C):
                 values = [prod[r][c] for r in range(p * rpp, (p + 1) * rpp)]
                 for stage in range(cfg.tree_stages - 1):
-                    values = [_tree(values[k:k + 4]) for k in range(0, len(values), 4)]
+                    values = [tree_sum(values[k:k + 4]) for k in range(0, len(values), 4)]
                     registered = []
                     for k, v in enumerate(values):
                         reg = Signal(signed(part_bits), name=f"tree_{p}_{c}_{stage}_{k}")
                         m.d.sync += reg.eq(v)
                         registered.append(reg)
                     values = registered
-                m.d.sync += part[p][c].eq(_tree(values))
+                m.d.sync += part[p][c].eq(tree_sum(values))
 
         # ---- merging unit: sub-macro sums, accumulation, output ---------------------------
         total = []
         for c in range(C):
             s = Signal(signed(cfg.acc_bits), name=f"total_{c}")
-            m.d.comb += s.eq(acc[c] + _tree([part[p][c] for p in range(P)]))
+            m.d.comb += s.eq(acc[c] + tree_sum([part[p][c] for p in range(P)]))
             total.append(s)
         last_stage = stages - 1
         with m.If(s_valid[last_stage]):
@@ -475,12 +476,3 @@ class FlexCiMMacro(wiring.Component):
             out.i.payload.last.eq(1),
         ]
         return m
-
-
-def _tree(values):
-    """Balanced adder tree (Amaranth widens each sum by one bit)."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
