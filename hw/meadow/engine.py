@@ -226,7 +226,8 @@ class MeadowEngine(wiring.Component):
     the keys is ``keys`` cycles plus ``PASS_STAGES + 1`` = 11 (pipeline and exit), each DRAM
     transfer its command, the DRAM latency and its beats (a GEMM store one cycle more: its
     words pass a register after the block RAM), each output beat ``dot_width +
-    REQUANT_LATENCY + 1`` = ``dot_width + 8`` cycles.
+    REQUANT_LATENCY + 1`` = ``dot_width + 9`` cycles (a linear layer's
+    requantisation ``pes + 9`` per output feature).
 
     Throughput
     ----------
