@@ -35,6 +35,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.arith import tree_sum
 from ..common.memory_port import MemoryPortConfig, MemoryPortSignature
 from ..common.validate import check_int, check_power_of_two
 
@@ -178,15 +179,6 @@ class _Mul2(Elaboratable):
         return m
 
 
-def _tree_sum(values):
-    """Sum as a balanced tree of adders (``sum()`` chains them: one adder after another)."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
-
-
 def _pick(values, index):
     """``values[index]`` for a signal ``index`` (``values[0]`` when there is one value)."""
     if len(values) == 1:
@@ -328,8 +320,8 @@ class MeadowEngine(wiring.Component):
         tree = [Signal(signed(32), name=f"tree{p}") for p in range(P)]
         for p in range(P):
             for g, part in enumerate(parts[p]):
-                m.d.sync += part.eq(_tree_sum(prod2[p][4 * g:4 * g + 4]))
-            m.d.sync += tree[p].eq(_tree_sum(parts[p]))
+                m.d.sync += part.eq(tree_sum(prod2[p][4 * g:4 * g + 4]))
+            m.d.sync += tree[p].eq(tree_sum(parts[p]))
         q_reg = [Signal(word, name=f"q{p}") for p in range(P)]
         acc = [[Signal(signed(32), name=f"acc{p}_{d}") for d in range(D)] for p in range(P)]
         lin_acc = [Signal(signed(32), name=f"lin{p}") for p in range(P)]
