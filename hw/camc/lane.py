@@ -202,8 +202,7 @@ class PlaneAssembler(wiring.Component):
         with m.If(c_take):
             m.d.sync += c_valid.eq(0)
         with m.If(take):
-            m.d.sync += [c_valid.eq(1), c_data.eq(chunk & mask), c_count.eq(accepted),
-]
+            m.d.sync += [c_valid.eq(1), c_data.eq(chunk & mask), c_count.eq(accepted)]
             rest.take(accepted)
             done = rem_fits & (accepted == rem_small)
             with m.If(mode == 1):
@@ -534,12 +533,12 @@ class CAMCLane(wiring.Component):
         s_fetched = Mux(sjob.unmapped, 0, sjob.fetched)
         g_started = Signal()                            # the group's countdown is loaded
         g_first = Signal()
-        g_next = _Countdown(m, "group", cfg.max_group_bytes, n)
-        g_small, g_fits = g_next.small, g_next.fits
+        g_rest = _Countdown(m, "group", cfg.max_group_bytes, n)
+        g_small, g_fits = g_rest.small, g_rest.fits
         stored = sjob.stored[s_group[:max(1, (groups - 1).bit_length())]]
         with m.If(loaded & ~g_started & (s_group < s_fetched)):
             m.d.sync += [g_started.eq(1), g_first.eq(1)]
-            g_next.load(stored)
+            g_rest.load(stored)
 
         count = Signal(range(n + 1))
         small_word = Mux(w_avail > n, n, w_avail)
@@ -566,7 +565,7 @@ class CAMCLane(wiring.Component):
         fire = offer & ready
         with m.If(fire):
             m.d.sync += [w_off.eq(w_off + count), w_avail.eq(w_avail - count), g_first.eq(0)]
-            g_next.take(count)
+            g_rest.take(count)
             with m.If(group_done):
                 m.d.sync += [s_group.eq(s_group + 1), g_started.eq(0)]
         # the next word loads in the cycle the last chunk of this one goes

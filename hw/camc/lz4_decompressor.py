@@ -567,41 +567,19 @@ class LZ4Decompressor(wiring.Component):
         # written in that very cycle); the beats in B and R are not in the buffer yet: once
         # the beat from A is in R they are in C and D, and their bytes are forwarded from
         # those registers.
-        def beat_regs(prefix):
-            regs = {
-                "valid": Signal(name=f"{prefix}_valid"),
-                "first": Signal(name=f"{prefix}_first"),
-                "last": Signal(name=f"{prefix}_last"),
-                "count": Signal(range(n + 1), name=f"{prefix}_count"),
-                "byte": Signal(8, name=f"{prefix}_byte"),
-                "literal": Signal(name=f"{prefix}_literal"),
-                # read_from[k][b]: lane k is read from bank b (one-hot or zero: an AND-OR)
-                "read_from": [[Signal(name=f"{prefix}_read_from{k}_{b}") for b in range(n)]
-                              for k in range(n)],
-                # forward_c[k] / forward_d[k]: lane k comes from lane forward_lane[k] of C / D
-                "forward_c": [Signal(name=f"{prefix}_forward_c{k}") for k in range(n)],
-                "forward_d": [Signal(name=f"{prefix}_forward_d{k}") for k in range(n)],
-                "forward_lane": [Signal(lane_bits, name=f"{prefix}_forward_lane{k}")
-                                 for k in range(n)],
-                "write_lane": [Signal(lane_bits, name=f"{prefix}_write_lane{b}")
-                               for b in range(n)],
-                "write_row": [Signal(row_bits, name=f"{prefix}_write_row{b}") for b in range(n)],
-                "write_en": [Signal(name=f"{prefix}_write_en{b}") for b in range(n)],
-            }
-            return regs
+        # one beat's state in stage B and again in stage R
+        # read_from[k] bit b: lane k is read from bank b (one-hot or zero: an AND-OR);
+        # forward_c[k] / forward_d[k]: lane k comes from lane forward_lane[k] of C / D
+        beat_layout = data.StructLayout({
+            "valid": 1, "first": 1, "last": 1, "count": range(n + 1), "byte": 8, "literal": 1,
+            "read_from": data.ArrayLayout(n, n), "forward_c": n, "forward_d": n,
+            "forward_lane": data.ArrayLayout(lane_bits, n),
+            "write_lane": data.ArrayLayout(lane_bits, n),
+            "write_row": data.ArrayLayout(row_bits, n), "write_en": n,
+        })
 
-        def flat(regs):
-            out_ = []
-            for value in regs.values():
-                if isinstance(value, list):
-                    for item in value:
-                        out_.extend(item if isinstance(item, list) else [item])
-                else:
-                    out_.append(value)
-            return out_
-
-        b = beat_regs("b")
-        r = beat_regs("r")
+        b = Signal(beat_layout)
+        r = Signal(beat_layout)
         r_data = [Signal(8, name=f"r_data{bank}") for bank in range(n)]
 
         c_lanes = [Signal(8, name=f"c_lane{k}") for k in range(n)]
@@ -615,18 +593,18 @@ class LZ4Decompressor(wiring.Component):
         # `in_b + in_r - distance`) when `distance <= in_b + in_r`, else in the buffer. A beat
         # of an earlier block is never chosen: a match reaches back at most to its block's
         # first byte.
-        in_b = Mux(b["valid"], b["count"], 0)
-        in_r = Mux(r["valid"], r["count"], 0)
+        in_b = Mux(b.valid, b.count, 0)
+        in_r = Mux(r.valid, r.count, 0)
         in_br = Signal(range(2 * n + 1))
         m.d.comb += in_br.eq(in_b + in_r)
         with m.If(advance):
             m.d.sync += [
-                b["valid"].eq(issue),
-                b["first"].eq(beat_first),
-                b["last"].eq(beat_last),
-                b["literal"].eq(kind == _Command.LITERAL),
-                b["byte"].eq(head.byte),
-                b["count"].eq(count),
+                b.valid.eq(issue),
+                b.first.eq(beat_first),
+                b.last.eq(beat_last),
+                b.literal.eq(kind == _Command.LITERAL),
+                b.byte.eq(head.byte),
+                b.count.eq(count),
             ]
             for k in range(n):
                 on = (k < count) & (kind == _Command.MATCH)
@@ -635,13 +613,13 @@ class LZ4Decompressor(wiring.Component):
                 from_c = near & (distance <= in_b)
                 from_d = near & ~from_c & (distance <= in_br)
                 read_bank = (beat_src + source_lane[k]) & lane_mask
-                m.d.sync += [b["read_from"][k][bank].eq(on & ~from_c & ~from_d
+                m.d.sync += [b.read_from[k][bank].eq(on & ~from_c & ~from_d
                                                         & (read_bank == bank))
                              for bank in range(n)]
                 m.d.sync += [
-                    b["forward_c"][k].eq(from_c),
-                    b["forward_d"][k].eq(from_d),
-                    b["forward_lane"][k].eq(Mux(from_c, in_b - distance, in_br - distance)
+                    b.forward_c[k].eq(from_c),
+                    b.forward_d[k].eq(from_d),
+                    b.forward_lane[k].eq(Mux(from_c, in_b - distance, in_br - distance)
                                             & lane_mask),
                 ]
         for bank, (_, rp) in enumerate(banks):
@@ -650,9 +628,9 @@ class LZ4Decompressor(wiring.Component):
             m.d.comb += write_lane.eq((bank - pos) & lane_mask)
             with m.If(advance):
                 m.d.sync += [
-                    b["write_lane"][bank].eq(write_lane),
-                    b["write_row"][bank].eq((pos + write_lane) >> exact_log2(n)),
-                    b["write_en"][bank].eq(write_lane < count),
+                    b.write_lane[bank].eq(write_lane),
+                    b.write_row[bank].eq((pos + write_lane) >> exact_log2(n)),
+                    b.write_en[bank].eq(write_lane < count),
                 ]
                 # source row of this bank: `beat_src`'s row, or the next one for the banks
                 # below `beat_src`'s lane
@@ -663,7 +641,7 @@ class LZ4Decompressor(wiring.Component):
 
         # stage R: the bank data lands in flip-flops; the beat's selects move along with it
         with m.If(advance):
-            m.d.sync += [dst.eq(src_) for dst, src_ in zip(flat(r), flat(b), strict=True)]
+            m.d.sync += r.eq(b)
             m.d.sync += [r_data[bank].eq(banks[bank][1].data) for bank in range(n)]
 
         c_lane_array = Array(c_lanes)
@@ -671,26 +649,26 @@ class LZ4Decompressor(wiring.Component):
         out = self._out
         with m.If(advance):
             m.d.sync += [
-                out.valid.eq(r["valid"]),
-                out.payload.count.eq(r["count"]),
-                out.payload.first.eq(r["first"]),
-                out.payload.last.eq(r["last"]),
+                out.valid.eq(r.valid),
+                out.payload.count.eq(r.count),
+                out.payload.first.eq(r.first),
+                out.payload.last.eq(r.last),
             ]
             m.d.sync += [d.eq(c) for d, c in zip(d_lanes, c_lanes, strict=True)]
             for k in range(n):
                 terms = [
-                    Mux(r["forward_c"][k], c_lane_array[r["forward_lane"][k]], 0),
-                    Mux(r["forward_d"][k], d_lane_array[r["forward_lane"][k]], 0),
+                    Mux(r.forward_c[k], c_lane_array[r.forward_lane[k]], 0),
+                    Mux(r.forward_d[k], d_lane_array[r.forward_lane[k]], 0),
                 ]
                 if k == 0:
-                    terms.append(Mux(r["literal"], r["byte"], 0))
-                terms += [r_data[bank] & r["read_from"][k][bank].replicate(8)
+                    terms.append(Mux(r.literal, r.byte, 0))
+                terms += [r_data[bank] & r.read_from[k][bank].replicate(8)
                           for bank in range(n)]
                 m.d.sync += c_lanes[k].eq(functools.reduce(operator.or_, terms))
             for bank in range(n):
-                m.d.sync += [c_write_lane[bank].eq(r["write_lane"][bank]),
-                             c_write_row[bank].eq(r["write_row"][bank]),
-                             c_write_en[bank].eq(r["write_en"][bank])]
+                m.d.sync += [c_write_lane[bank].eq(r.write_lane[bank]),
+                             c_write_row[bank].eq(r.write_row[bank]),
+                             c_write_en[bank].eq(r.write_en[bank])]
         m.d.comb += out.payload.data.eq(Cat(*c_lanes))
 
         transfer = out.valid & out.ready
