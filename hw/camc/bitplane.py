@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.camc.bitplane import FORMATS
 
+from ..common.bram import PipelinedRAM, PipelinedRAMConfig
 from ..common.validate import check_choice, check_int, packet_layout
 
 __all__ = ["BitplaneConfig", "BitplaneSplit", "BitplaneMerge", "PRESETS"]
@@ -397,9 +398,8 @@ class BitplaneMerge(wiring.Component):
         log2_v = V.bit_length() - 1
         log2_w = W.bit_length() - 1
 
-        m.submodules.planes = mem = memory.Memory(shape=word, depth=cfg.memory_depth, init=[])
-        wr = mem.write_port()
-        rd = mem.read_port()
+        # block RAM with its output register: stage R below is that register
+        m.submodules.planes = ram = PipelinedRAM(PipelinedRAMConfig(word, cfg.memory_depth))
 
         full = Signal(2)
         tiles_m1 = Array(Signal(range(G), name=f"tiles_m1_{b}") for b in range(2))
@@ -426,9 +426,9 @@ class BitplaneMerge(wiring.Component):
         m.d.comb += [
             self.i.ready.eq(open_block & (n_planes != 0)),
             blk.ready.eq(finish),
-            wr.en.eq(self.i.valid & self.i.ready),
-            wr.addr.eq(wb * (W * G) + w_slot * G + w_tile),
-            wr.data.eq(self.i.payload.data),
+            ram.w_en.eq(self.i.valid & self.i.ready),
+            ram.w_addr.eq(wb * (W * G) + w_slot * G + w_tile),
+            ram.w_data.eq(self.i.payload.data),
         ]
         with m.If(self.i.valid & self.i.ready):
             with m.If(plane_done):
@@ -471,10 +471,10 @@ class BitplaneMerge(wiring.Component):
         rd_rows = Signal(range(W + 1))
         rd_lanes = Signal(range(V + 1))
 
-        # stage R: the plane word read in flip-flops, nothing between them and the block RAM
-        # (whose clock-to-out is slow and which may sit far from the shift register)
+        # stage R: the plane word read in the block RAM's output register (`ram.r_data`),
+        # its companions in flip-flops
         r_valid = Signal()
-        r_data = Signal(word)
+        r_data = ram.r_data
         r_zero = Signal()
         r_slot_last = Signal()
         r_first = Signal()
@@ -489,7 +489,7 @@ class BitplaneMerge(wiring.Component):
         advance_r = ~r_valid | consume
         advance = ~rd_valid | advance_r
         with m.If(advance_r):
-            m.d.sync += [r_valid.eq(rd_valid), r_data.eq(rd.data), r_zero.eq(rd_zero),
+            m.d.sync += [r_valid.eq(rd_valid), r_zero.eq(rd_zero),
                          r_slot_last.eq(rd_slot_last), r_first.eq(rd_first),
                          r_tile_last.eq(rd_tile_last), r_rows.eq(rd_rows),
                          r_lanes.eq(rd_lanes)]
@@ -497,8 +497,8 @@ class BitplaneMerge(wiring.Component):
         tile_last = rd_tile == tiles_m1[rb]
 
         m.d.comb += [
-            rd.en.eq(advance),
-            rd.addr.eq(rb * (W * G) + rd_slot * G + rd_tile),
+            ram.r_en.eq(advance), ram.r_oe.eq(advance_r),
+            ram.r_addr.eq(rb * (W * G) + rd_slot * G + rd_tile),
         ]
         with m.If(advance):
             m.d.sync += rd_valid.eq(full_rb)

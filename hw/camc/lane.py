@@ -15,9 +15,10 @@ for the ports, latency and throughput of the whole.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.bram import PipelinedRAM, PipelinedRAMConfig, RAMQueue, RAMQueueConfig
 from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.width_converter import (
     WidthConverterConfig,
@@ -324,12 +325,12 @@ class CAMCLane(wiring.Component):
         block_bytes = cfg.block_bytes
         # two banks each (ping-pong): the next block is split and compressed into one while
         # the writer copies the other
-        m.submodules.raw_buf = raw_buf = memory.Memory(shape=8, depth=2 * block_bytes,
-                                                       init=[])
-        m.submodules.comp_buf = comp_buf = memory.Memory(shape=8, depth=2 * block_bytes,
-                                                         init=[])
-        raw_w, comp_w = raw_buf.write_port(), comp_buf.write_port()
-        raw_r, comp_r = raw_buf.read_port(), comp_buf.read_port()
+        # (block RAMs with their output register: read every cycle, the read data is a
+        # register two cycles after the address)
+        m.submodules.raw_buf = raw_buf = PipelinedRAM(PipelinedRAMConfig(8, 2 * block_bytes))
+        m.submodules.comp_buf = comp_buf = PipelinedRAM(PipelinedRAMConfig(8, 2 * block_bytes))
+        m.d.comb += [buf.r_en.eq(1) for buf in (raw_buf, comp_buf)]
+        m.d.comb += [buf.r_oe.eq(1) for buf in (raw_buf, comp_buf)]
         offsets = Array(Const(x, range(block_bytes)) for x in cfg.group_offsets)
         sizes = Array(Const(x, range(cfg.max_group_bytes + 1)) for x in cfg.group_raw_bytes)
 
@@ -349,11 +350,11 @@ class CAMCLane(wiring.Component):
                      comp.i.payload.data.eq(byte.payload.data),
                      comp.i.payload.first.eq(in_byte == 0),
                      comp.i.payload.last.eq(in_byte == sizes[in_group] - 1),
-                     raw_w.addr.eq(bank_base(in_bank) + in_pos),
-                     raw_w.data.eq(byte.payload.data)]
+                     raw_buf.w_addr.eq(bank_base(in_bank) + in_pos),
+                     raw_buf.w_data.eq(byte.payload.data)]
         set_busy = Signal()
         with m.If(comp.i.valid & comp.i.ready):
-            m.d.comb += raw_w.en.eq(1)
+            m.d.comb += raw_buf.w_en.eq(1)
             m.d.comb += set_busy.eq(in_pos == 0)
             with m.If(in_byte == sizes[in_group] - 1):
                 m.d.sync += [in_byte.eq(0),
@@ -375,10 +376,10 @@ class CAMCLane(wiring.Component):
         out_room_nz = Signal(init=int(cfg.group_raw_bytes[0] != 0))    # `out_room != 0`
         next_group = Mux(out_group == groups - 1, 0, out_group + 1)
         next_bank = Mux(out_group == groups - 1, ~out_bank, out_bank)
-        m.d.comb += [comp.o.ready.eq(1), comp_w.addr.eq(out_addr),
-                     comp_w.data.eq(comp.o.payload.data)]
+        m.d.comb += [comp.o.ready.eq(1), comp_buf.w_addr.eq(out_addr),
+                     comp_buf.w_data.eq(comp.o.payload.data)]
         with m.If(comp.o.valid):
-            m.d.comb += comp_w.en.eq(out_room_nz)
+            m.d.comb += comp_buf.w_en.eq(out_room_nz)
             with m.If(comp.o.payload.last):
                 m.d.sync += [out_byte.eq(0), out_group.eq(next_group),
                              out_addr.eq(bank_base(next_bank) + offsets[next_group]),
@@ -417,13 +418,13 @@ class CAMCLane(wiring.Component):
         # writer: stored bytes of every group -> words -> write queue
         m.submodules.to_words = to_words = WidthUpConverter(
             WidthConverterConfig(8, cfg.mem_bytes))
-        m.submodules.wqueue = wqueue = fifo.SyncFIFOBuffered(
-            width=cfg.mem_data_width, depth=cfg.block_beats)
+        m.submodules.wqueue = wqueue = RAMQueue(RAMQueueConfig(cfg.mem_data_width,
+                                                               cfg.block_beats))
         m.submodules.wreqs = wreqs = fifo.SyncFIFOBuffered(
             width=len(self.o_wreq.payload.as_value()), depth=2)
-        m.d.comb += [wqueue.w_data.eq(to_words.o.payload.data),
-                     wqueue.w_en.eq(to_words.o.valid), to_words.o.ready.eq(wqueue.w_rdy)]
-        wiring.connect(m, wiring.flipped(self.o_wdata), wqueue.r_stream)
+        m.d.comb += [wqueue.i.payload.eq(to_words.o.payload.data),
+                     wqueue.i.valid.eq(to_words.o.valid), to_words.o.ready.eq(wqueue.i.ready)]
+        wiring.connect(m, wiring.flipped(self.o_wdata), wqueue.o)
 
         copying = Signal()
         w_bank = Signal()
@@ -431,8 +432,8 @@ class CAMCLane(wiring.Component):
         w_left = Signal(range(cfg.max_group_bytes + 1))     # bytes of the group still to read
         w_addr = Signal(range(2 * block_bytes))
         # a byte read is issued when the small queue behind the buffers has room for it and
-        # the two in flight; the buffers' (slow, and maybe far) read data lands in flip-flops
-        # with nothing in between, then goes into the queue
+        # the two in flight; the buffers' read data lands in their output registers, then
+        # goes into the queue
         m.submodules.wbytes = wbytes = fifo.SyncFIFOBuffered(width=9, depth=6)
         in_flight = Signal()
         in_flight_raw = Signal()
@@ -444,8 +445,8 @@ class CAMCLane(wiring.Component):
         landed_comp_byte = Signal(8)
         advance = wbytes.level < 3
         m.d.sync += [in_flight.eq(copying & advance), landed.eq(in_flight),
-                     landed_raw.eq(in_flight_raw), landed_last.eq(in_flight_last),
-                     landed_raw_byte.eq(raw_r.data), landed_comp_byte.eq(comp_r.data)]
+                     landed_raw.eq(in_flight_raw), landed_last.eq(in_flight_last)]
+        m.d.comb += [landed_raw_byte.eq(raw_buf.r_data), landed_comp_byte.eq(comp_buf.r_data)]
         m.d.comb += [wbytes.w_en.eq(landed),
                      wbytes.w_data.eq(Cat(Mux(landed_raw, landed_raw_byte, landed_comp_byte),
                                           landed_last)),
@@ -453,7 +454,7 @@ class CAMCLane(wiring.Component):
                      to_words.i.payload.data.eq(wbytes.r_data[:8]),
                      to_words.i.payload.last.eq(wbytes.r_data[8]),
                      wbytes.r_en.eq(to_words.i.ready),
-                     raw_r.addr.eq(w_addr), comp_r.addr.eq(w_addr)]
+                     raw_buf.r_addr.eq(w_addr), comp_buf.r_addr.eq(w_addr)]
         start = (status_done[w_bank] & bytes_done[w_bank] & ~copying & wreqs.w_rdy
                  & flags.r_rdy)
         req = Signal(cfg.wreq_layout)
@@ -507,14 +508,13 @@ class CAMCLane(wiring.Component):
         # cycle)
         n = cfg.decompressor.output_bytes_per_cycle
         mb = cfg.mem_bytes
-        m.submodules.rqueue = rqueue = fifo.SyncFIFOBuffered(
-            width=cfg.mem_data_width, depth=cfg.block_beats)
-        wiring.connect(m, wiring.flipped(self.i_rdata), rqueue.w_stream)
+        m.submodules.rqueue = rqueue = RAMQueue(RAMQueueConfig(cfg.mem_data_width,
+                                                               cfg.block_beats))
+        wiring.connect(m, wiring.flipped(self.i_rdata), rqueue.i)
         # a skid buffer after the queue: the chunker's load decision reaches only its
-        # registers, not the queue's block RAM enable (which may be placed far away)
+        # registers, not the queue's block RAM enables (which may be placed far away)
         m.submodules.rskid = rskid = SkidBuffer(SkidBufferConfig(payload=cfg.mem_data_width))
-        m.d.comb += [rskid.i.valid.eq(rqueue.r_rdy), rskid.i.payload.eq(rqueue.r_data),
-                     rqueue.r_en.eq(rskid.i.ready)]
+        wiring.connect(m, rqueue.o, rskid.i)
         sjob = data.View(cfg.job_layout, split_jobs.r_data)
         left = Signal(range(cfg.block_bytes + 1))       # bytes of the prefix not yet loaded
         loaded = Signal()

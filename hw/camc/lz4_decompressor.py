@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from ..common.bram import PipelinedRAM, PipelinedRAMConfig
 from ..common.queue import Queue, QueueConfig
 from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_power_of_two, packet_layout
@@ -191,8 +191,9 @@ class LZ4Decompressor(wiring.Component):
     def _reach_layout(self):
         # what the copier needs of a match offset, worked out by the parser: `source[k]`, the
         # source byte of output lane k (k, or k mod offset for an offset below N);
-        # `distance[k] = offset - source[k]`, valid when `near` (offset < 3N), the only case
-        # where the source byte may still be in the copier's pipeline
+        # `distance[k] = offset - source[k]`, valid when `near` (offset < 4N), the only case
+        # where the source byte may still be in the copier's pipeline (stages B, R and C hold
+        # up to 3N bytes, and lane k's distance is offset - k)
         n = self.cfg.output_bytes_per_cycle
         lane_bits = max(1, exact_log2(n))
         return data.StructLayout({"near": 1, "source": data.ArrayLayout(lane_bits, n),
@@ -312,7 +313,7 @@ class LZ4Decompressor(wiring.Component):
                     cmd.valid.eq(1),
                     cmd.payload.kind.eq(_Command.MATCH),
                     cmd.payload.src.eq(pos - offset),
-                    cmd.payload.reach.near.eq(offset < 3 * n),
+                    cmd.payload.reach.near.eq(offset < 4 * n),
                     cmd.payload.length.eq(match_len),
                     cmd.payload.long.eq(long),
                     cmd.payload.first.eq(first_pending),
@@ -475,13 +476,12 @@ class LZ4Decompressor(wiring.Component):
         lane_mask = n - 1
         addr_bits = exact_log2(cfg.max_block_bytes)
 
+        # history banks: block RAMs whose output register is stage R below
         banks = []
         for b in range(n):
-            mem = Memory(shape=8, depth=cfg.max_block_bytes // n, init=[])
-            m.submodules[f"bank{b}"] = mem
-            wp = mem.write_port()
-            rp = mem.read_port(transparent_for=(wp,))
-            banks.append((wp, rp))
+            ram = PipelinedRAM(PipelinedRAMConfig(8, cfg.max_block_bytes // n))
+            m.submodules[f"bank{b}"] = ram
+            banks.append(ram)
 
         # stage A: choose the beat (from the current match, or from the queue head)
         busy = Signal()                             # a match has beats left
@@ -558,21 +558,22 @@ class LZ4Decompressor(wiring.Component):
 
         source_lane = beat_reach.source
 
-        # Stage B holds the beat whose bank reads are under way, stage R the same beat with
-        # the banks' read data in registers (the block RAM's clock-to-out is slow and the
-        # banks sit wherever the placer found room, so nothing but a flip-flop follows them),
-        # stage C the finished beat (`out`'s registers), which is written to the history
-        # buffer when `out` takes it, and D the beat C held before. Every select is decided in
-        # stage A. A beat in A sees the beat in C through the read ports' transparency (C is
-        # written in that very cycle); the beats in B and R are not in the buffer yet: once
-        # the beat from A is in R they are in C and D, and their bytes are forwarded from
-        # those registers.
+        # Stage B holds the beat whose bank reads are under way (in the banks' read latches),
+        # stage R the same beat with the read data in the banks' output registers (the block
+        # RAM's own, so nothing slow leaves the banks, which sit wherever the placer found
+        # room), stage C the finished beat (`out`'s registers), which is written to the
+        # history buffer when `out` takes it, D the beat C held before and E the one before
+        # that. Every select is decided in stage A. The beats in B, R and C are not in the
+        # buffer when A reads it (C is written in that very cycle, and a block RAM read
+        # colliding with a write on the other port is undefined): once the beat from A is in
+        # R they are in C, D and E, and their bytes are forwarded from those registers.
         # one beat's state in stage B and again in stage R
         # read_from[k] bit b: lane k is read from bank b (one-hot or zero: an AND-OR);
-        # forward_c[k] / forward_d[k]: lane k comes from lane forward_lane[k] of C / D
+        # forward_c[k] / forward_d[k] / forward_e[k]: lane k comes from lane forward_lane[k]
+        # of C / D / E
         beat_layout = data.StructLayout({
             "valid": 1, "first": 1, "last": 1, "count": range(n + 1), "byte": 8, "literal": 1,
-            "read_from": data.ArrayLayout(n, n), "forward_c": n, "forward_d": n,
+            "read_from": data.ArrayLayout(n, n), "forward_c": n, "forward_d": n, "forward_e": n,
             "forward_lane": data.ArrayLayout(lane_bits, n),
             "write_lane": data.ArrayLayout(lane_bits, n),
             "write_row": data.ArrayLayout(row_bits, n), "write_en": n,
@@ -580,23 +581,28 @@ class LZ4Decompressor(wiring.Component):
 
         b = Signal(beat_layout)
         r = Signal(beat_layout)
-        r_data = [Signal(8, name=f"r_data{bank}") for bank in range(n)]
+        r_data = [ram.r_data for ram in banks]
 
         c_lanes = [Signal(8, name=f"c_lane{k}") for k in range(n)]
         d_lanes = [Signal(8, name=f"d_lane{k}") for k in range(n)]
+        e_lanes = [Signal(8, name=f"e_lane{k}") for k in range(n)]
         c_write_lane = [Signal(lane_bits, name=f"c_write_lane{bank}") for bank in range(n)]
         c_write_row = [Signal(row_bits, name=f"c_write_row{bank}") for bank in range(n)]
         c_write_en = [Signal(name=f"c_write_en{bank}") for bank in range(n)]
 
         # A source byte `distance` bytes before this beat is in the beat in B (lane
         # `in_b - distance`) when `distance <= in_b`, else in the beat in R (lane
-        # `in_b + in_r - distance`) when `distance <= in_b + in_r`, else in the buffer. A beat
+        # `in_b + in_r - distance`) when `distance <= in_b + in_r`, else in the beat in C
+        # (lane `in_b + in_r + in_c - distance`) when `distance <= in_b + in_r + in_c`, else
+        # in the buffer. A beat
         # of an earlier block is never chosen: a match reaches back at most to its block's
         # first byte.
         in_b = Mux(b.valid, b.count, 0)
         in_r = Mux(r.valid, r.count, 0)
+        in_c = Mux(out.valid, out.payload.count, 0)
         in_br = Signal(range(2 * n + 1))
-        m.d.comb += in_br.eq(in_b + in_r)
+        in_brc = Signal(range(3 * n + 1))
+        m.d.comb += [in_br.eq(in_b + in_r), in_brc.eq(in_b + in_r + in_c)]
         with m.If(advance):
             m.d.sync += [
                 b.valid.eq(issue),
@@ -612,17 +618,19 @@ class LZ4Decompressor(wiring.Component):
                 distance = beat_reach.distance[k]
                 from_c = near & (distance <= in_b)
                 from_d = near & ~from_c & (distance <= in_br)
+                from_e = near & ~from_c & ~from_d & (distance <= in_brc)
                 read_bank = (beat_src + source_lane[k]) & lane_mask
-                m.d.sync += [b.read_from[k][bank].eq(on & ~from_c & ~from_d
+                m.d.sync += [b.read_from[k][bank].eq(on & ~from_c & ~from_d & ~from_e
                                                         & (read_bank == bank))
                              for bank in range(n)]
                 m.d.sync += [
                     b.forward_c[k].eq(from_c),
                     b.forward_d[k].eq(from_d),
-                    b.forward_lane[k].eq(Mux(from_c, in_b - distance, in_br - distance)
-                                            & lane_mask),
+                    b.forward_e[k].eq(from_e),
+                    b.forward_lane[k].eq((Mux(from_c, in_b, Mux(from_d, in_br, in_brc))
+                                          - distance) & lane_mask),
                 ]
-        for bank, (_, rp) in enumerate(banks):
+        for bank, ram in enumerate(banks):
             # bank holds output lane (bank - pos) mod n and source lane (bank - src) mod n
             write_lane = Signal(lane_bits, name=f"write_lane{bank}")
             m.d.comb += write_lane.eq((bank - pos) & lane_mask)
@@ -634,18 +642,19 @@ class LZ4Decompressor(wiring.Component):
                 ]
                 # source row of this bank: `beat_src`'s row, or the next one for the banks
                 # below `beat_src`'s lane
-                m.d.comb += rp.addr.eq(Mux(bank < (beat_src & lane_mask), beat_row1,
-                                           beat_src >> log_n))
-        for _, rp in banks:
-            m.d.comb += rp.en.eq(advance)
+                m.d.comb += ram.r_addr.eq(Mux(bank < (beat_src & lane_mask), beat_row1,
+                                              beat_src >> log_n))
+        for ram in banks:
+            m.d.comb += [ram.r_en.eq(advance), ram.r_oe.eq(advance)]
 
-        # stage R: the bank data lands in flip-flops; the beat's selects move along with it
+        # stage R: the bank data lands in the banks' output registers; the beat's selects
+        # move along with it
         with m.If(advance):
             m.d.sync += r.eq(b)
-            m.d.sync += [r_data[bank].eq(banks[bank][1].data) for bank in range(n)]
 
         c_lane_array = Array(c_lanes)
         d_lane_array = Array(d_lanes)
+        e_lane_array = Array(e_lanes)
         out = self._out
         with m.If(advance):
             m.d.sync += [
@@ -655,10 +664,12 @@ class LZ4Decompressor(wiring.Component):
                 out.payload.last.eq(r.last),
             ]
             m.d.sync += [d.eq(c) for d, c in zip(d_lanes, c_lanes, strict=True)]
+            m.d.sync += [e.eq(d) for e, d in zip(e_lanes, d_lanes, strict=True)]
             for k in range(n):
                 terms = [
                     Mux(r.forward_c[k], c_lane_array[r.forward_lane[k]], 0),
                     Mux(r.forward_d[k], d_lane_array[r.forward_lane[k]], 0),
+                    Mux(r.forward_e[k], e_lane_array[r.forward_lane[k]], 0),
                 ]
                 if k == 0:
                     terms.append(Mux(r.literal, r.byte, 0))
@@ -672,9 +683,9 @@ class LZ4Decompressor(wiring.Component):
         m.d.comb += out.payload.data.eq(Cat(*c_lanes))
 
         transfer = out.valid & out.ready
-        for bank, (wp, _) in enumerate(banks):
+        for bank, ram in enumerate(banks):
             m.d.comb += [
-                wp.addr.eq(c_write_row[bank]),
-                wp.data.eq(c_lane_array[c_write_lane[bank]]),
-                wp.en.eq(transfer & c_write_en[bank]),
+                ram.w_addr.eq(c_write_row[bank]),
+                ram.w_data.eq(c_lane_array[c_write_lane[bank]]),
+                ram.w_en.eq(transfer & c_write_en[bank]),
             ]
