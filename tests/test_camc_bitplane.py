@@ -339,9 +339,8 @@ def test_throughput_full_rate(cfg):
         assert result["values_per_cycle"] == expected, result
         if cfg.block_values % cfg.word_width == 0:
             assert expected == cfg.values_per_cycle
-            # documented: split `width + 3`, merge `width + 4` (its read data registered)
-            extra = 3 if result["unit"] == "split" else 4
-            assert result["latency"] == cfg.width + extra, result
+            # documented: `width + 4` for both (the block RAM's output register on the read side)
+            assert result["latency"] == cfg.width + 4, result
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

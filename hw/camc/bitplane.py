@@ -19,7 +19,7 @@ register.
 from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.camc.bitplane import FORMATS
@@ -168,8 +168,9 @@ class BitplaneSplit(wiring.Component):
 
     Latency
     -------
-    The first beat of a block is offered ``width + 3`` cycles after its last value beat is
-    taken (the whole block must be in before the MSB plane is complete).
+    The first beat of a block is offered ``width + 4`` cycles after its last value beat is
+    taken (the whole block must be in before the MSB plane is complete; the plane words are
+    read through the block RAM's read latch and output register).
 
     Throughput
     ----------
@@ -202,9 +203,7 @@ class BitplaneSplit(wiring.Component):
         rows_in_block = cfg.block_values // V
         rows_in_last_tile = rows_in_block - (G - 1) * W
 
-        m.submodules.planes = mem = memory.Memory(shape=word, depth=cfg.memory_depth, init=[])
-        wr = mem.write_port()
-        rd = mem.read_port()
+        m.submodules.planes = ram = PipelinedRAM(PipelinedRAMConfig(word, cfg.memory_depth))
 
         full = Signal(2)        # buffer holds a complete block not yet read out
         tiles_m1 = Array(Signal(range(G), name=f"tiles_m1_{b}") for b in range(2))
@@ -241,9 +240,9 @@ class BitplaneSplit(wiring.Component):
         m.d.comb += self.i.ready.eq(~pending | (planes_left == 0) | last_write)
 
         m.d.comb += [
-            wr.en.eq(write_now),
-            wr.addr.eq(wb * (W * G) + slot * G + planes_tile),
-            wr.data.eq(planes[0]),
+            ram.w_en.eq(write_now),
+            ram.w_addr.eq(wb * (W * G) + slot * G + planes_tile),
+            ram.w_data.eq(planes[0]),
         ]
         with m.If(write_now):
             m.d.sync += [planes[s].eq(planes[s + 1]) for s in range(W - 1)]
@@ -295,28 +294,36 @@ class BitplaneSplit(wiring.Component):
             with m.Else():
                 m.d.sync += row.eq(row + 1)
 
-        # read side: the read port's data register is the output register
+        # read side: a plane word goes into the RAM's read latch (stage L, its companions in
+        # `l_*`), then into the RAM's output register, which is `o.payload.data`
         rb = Signal()
         rd_slot = Signal(range(W))
         rd_tile = Signal(range(G))
         o = self.o
-        advance = ~o.valid | o.ready
+        l_valid = Signal()
+        l_info = Signal.like(o.payload)
+        advance_o = ~o.valid | o.ready
+        advance = ~l_valid | advance_o
         full_rb = full.bit_select(rb, 1)
         tile_last = rd_tile == tiles_m1[rb]
         m.d.comb += [
-            rd.en.eq(advance),
-            rd.addr.eq(rb * (W * G) + rd_slot * G + rd_tile),
-            o.payload.data.eq(rd.data),
+            ram.r_en.eq(advance), ram.r_oe.eq(advance_o),
+            ram.r_addr.eq(rb * (W * G) + rd_slot * G + rd_tile),
         ]
+        with m.If(advance_o):
+            m.d.sync += [o.valid.eq(l_valid), o.payload.count.eq(l_info.count),
+                         o.payload.plane.eq(l_info.plane), o.payload.first.eq(l_info.first),
+                         o.payload.last.eq(l_info.last)]
+        m.d.comb += o.payload.data.eq(ram.r_data)
         with m.If(advance):
-            m.d.sync += o.valid.eq(full_rb)
+            m.d.sync += l_valid.eq(full_rb)
             with m.If(full_rb):
                 m.d.sync += [
-                    o.payload.count.eq(Mux(tile_last, _bytes_for_rows(last_rows[rb], V),
-                                           cfg.bytes_per_beat)),
-                    o.payload.plane.eq(W - 1 - rd_slot),
-                    o.payload.first.eq((rd_slot == 0) & (rd_tile == 0)),
-                    o.payload.last.eq((rd_slot == W - 1) & tile_last),
+                    l_info.count.eq(Mux(tile_last, _bytes_for_rows(last_rows[rb], V),
+                                        cfg.bytes_per_beat)),
+                    l_info.plane.eq(W - 1 - rd_slot),
+                    l_info.first.eq((rd_slot == 0) & (rd_tile == 0)),
+                    l_info.last.eq((rd_slot == W - 1) & tile_last),
                 ]
                 with m.If(tile_last):
                     m.d.sync += rd_tile.eq(0)
@@ -366,8 +373,8 @@ class BitplaneMerge(wiring.Component):
     Latency
     -------
     The first values of a block are offered ``width + 4`` cycles after its last plane beat
-    is taken (one cycle more than the split: the block RAM's read data is registered before
-    it reaches the transposing shift register).
+    is taken (the block RAM's output register holds the plane word before the transposing
+    shift register takes it).
 
     Throughput
     ----------

@@ -12,6 +12,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.bram import PipelinedRAM, PipelinedRAMConfig, RAMQueue, RAMQueueConfig
 from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_int, check_power_of_two, packet_layout
 
@@ -211,19 +212,21 @@ class LZ4Compressor(wiring.Component):
 
         # ---- storage -------------------------------------------------------------------------
         # two halves: the encoder reads literals of one block while the next one arrives
-        m.submodules.buffer = buffer = Memory(shape=8, depth=2 * size, init=[])
-        buf_wr = buffer.write_port()
-        ext_c_rd = buffer.read_port()
-        ext_p_rd = buffer.read_port()
-        lit_rd = buffer.read_port()
+        # Every copy is a block RAM with its own output register (PipelinedRAM): a read's data
+        # is a register two cycles after its address, which is where the pipeline below
+        # registered it anyway. One copy per read port, all written together.
+        def ram(name, depth):
+            block = PipelinedRAM(PipelinedRAMConfig(8, depth))
+            m.submodules[name] = block
+            return block
+
+        ext_c_rd, ext_p_rd, lit_rd = (ram(name, 2 * size)
+                                      for name in ("ext_c_buffer", "ext_p_buffer", "lit_buffer"))
         # a second copy in four byte banks serves 4-byte words at any address in one read
-        banks_wr, walk_rd, verify_rd = [], [], []
-        for k in range(4):
-            bank = Memory(shape=8, depth=size // 4, init=[])
-            m.submodules[f"bank{k}"] = bank
-            banks_wr.append(bank.write_port())
-            walk_rd.append(bank.read_port())
-            verify_rd.append(bank.read_port())
+        walk_rd = [ram(f"walk_bank{k}", size // 4) for k in range(4)]
+        verify_rd = [ram(f"verify_bank{k}", size // 4) for k in range(4)]
+        for block in (ext_c_rd, ext_p_rd, *walk_rd, *verify_rd):
+            m.d.comb += [block.r_en.eq(1), block.r_oe.eq(1)]
         m.submodules.table = table = Memory(shape=aw, depth=1 << cfg.hash_bits,
                                             init=[])
         table_wr = table.write_port()
@@ -235,18 +238,18 @@ class LZ4Compressor(wiring.Component):
             # decided when queued, so the encoder reads them from registers
             "token": 8, "lit_run": 1, "no_literals": 1,
         })
-        m.submodules.seq_fifo = seq_fifo = fifo.SyncFIFOBuffered(
-            width=Shape.cast(seq_layout).width, depth=cfg.sequence_depth)
+        m.submodules.seq_fifo = seq_fifo = RAMQueue(RAMQueueConfig(
+            Shape.cast(seq_layout).width, cfg.sequence_depth))
         # a sequence is registered (`staged`) before it is queued with its token
         seq_in = Signal(seq_layout)
         seq_push = Signal()
         seq_room = Signal()
         staged = Signal(seq_layout)
         staged_valid = Signal()
-        m.d.comb += seq_room.eq(~staged_valid | seq_fifo.w_rdy)
+        m.d.comb += seq_room.eq(~staged_valid | seq_fifo.i.ready)
         with m.If(seq_push):
             m.d.sync += [staged.eq(seq_in), staged_valid.eq(1)]
-        with m.Elif(seq_fifo.w_rdy):
+        with m.Elif(seq_fifo.i.ready):
             m.d.sync += staged_valid.eq(0)
         seq_entry = Signal(seq_layout)
         match_code = Mux(staged.last, 0, Mux(staged.match_len >= MINMATCH + 15, 15,
@@ -256,18 +259,13 @@ class LZ4Compressor(wiring.Component):
                                                                 staged.lit_len)[:4])),
                      seq_entry.lit_run.eq(staged.lit_len >= 15),
                      seq_entry.no_literals.eq(staged.lit_len == 0),
-                     seq_fifo.w_data.eq(seq_entry), seq_fifo.w_en.eq(staged_valid)]
-        # the queue's read data comes straight from block RAM: a plain register takes it, and
-        # a skid buffer cuts the encoder's `take` from the queue's read logic
+                     seq_fifo.i.payload.eq(seq_entry), seq_fifo.i.valid.eq(staged_valid)]
+        # the queue's read data is the block RAM's output register; a skid buffer cuts the
+        # encoder's `take` from the queue's read enables
         m.submodules.seq_skid = seq_skid = SkidBuffer(SkidBufferConfig(payload=seq_layout))
-        seq_read_valid = Signal()
-        seq_read = Signal(seq_layout)
-        seq_load = Signal()
-        m.d.comb += [seq_load.eq(~seq_read_valid | seq_skid.i.ready),
-                     seq_fifo.r_en.eq(seq_load),
-                     seq_skid.i.valid.eq(seq_read_valid), seq_skid.i.payload.eq(seq_read)]
-        with m.If(seq_load):
-            m.d.sync += [seq_read_valid.eq(seq_fifo.r_rdy), seq_read.eq(seq_fifo.r_data)]
+        m.d.comb += [seq_skid.i.valid.eq(seq_fifo.o.valid),
+                     seq_skid.i.payload.eq(seq_fifo.o.payload),
+                     seq_fifo.o.ready.eq(seq_skid.i.ready)]
 
         # ---- block control (front end: reception and match finder) ---------------------------
         in_block = Signal()
@@ -299,12 +297,14 @@ class LZ4Compressor(wiring.Component):
         split = Signal()
         m.d.comb += self.i.ready.eq(in_block & ~rx_done)
         with m.If(self.i.valid & self.i.ready):
-            m.d.comb += [buf_wr.addr.eq(Cat(rx_count[:aw], half)),
-                         buf_wr.data.eq(self.i.payload.data), buf_wr.en.eq(1)]
+            for block in (ext_c_rd, ext_p_rd, lit_rd):
+                m.d.comb += [block.w_addr.eq(Cat(rx_count[:aw], half)),
+                             block.w_data.eq(self.i.payload.data), block.w_en.eq(1)]
             for k in range(4):
-                m.d.comb += [banks_wr[k].addr.eq(rx_count[2:aw]),
-                             banks_wr[k].data.eq(self.i.payload.data),
-                             banks_wr[k].en.eq(rx_count[:2] == k)]
+                for block in (walk_rd[k], verify_rd[k]):
+                    m.d.comb += [block.w_addr.eq(rx_count[2:aw]),
+                                 block.w_data.eq(self.i.payload.data),
+                                 block.w_en.eq(rx_count[:2] == k)]
             m.d.sync += rx_count.eq(rx_count + 1)
             with m.If(self.i.payload.last | (rx_count == size - 1)):
                 m.d.sync += [rx_done.eq(1), split.eq(~self.i.payload.last)]
@@ -328,7 +328,7 @@ class LZ4Compressor(wiring.Component):
         with m.If(issue):
             m.d.sync += next_pos.eq(next_pos + 1)
         for port, addr in zip(walk_rd, _bank_addrs(next_pos, aw), strict=True):
-            m.d.comb += port.addr.eq(addr)
+            m.d.comb += port.r_addr.eq(addr)
 
         def stage(name, value, shape=None):
             reg = Signal(shape if shape is not None else value.shape(), name=name)
@@ -337,7 +337,7 @@ class LZ4Compressor(wiring.Component):
 
         v1, pos1 = stage("v1", issue), stage("pos1", next_pos)
         v2, pos2 = stage("v2", v1), stage("pos2", pos1)
-        raw2 = stage("raw2", Cat(*(port.data for port in walk_rd)))
+        raw2 = Cat(*(port.r_data for port in walk_rd))           # the banks' output registers
         v3, pos3 = stage("v3", v2), stage("pos3", pos2)
         word3 = stage("word3", _bank_word([raw2[8 * k:8 * k + 8] for k in range(4)], pos2[:2]))
         # (u32 * K) mod 2**32 from three 16x16 products; only the top hash_bits are kept
@@ -355,14 +355,14 @@ class LZ4Compressor(wiring.Component):
         v7, pos7, word7 = stage("v7", v6), stage("pos7", pos6), stage("word7", word6)
         cand7 = stage("cand7", table_rd.data, pos_shape)
         for port, addr in zip(verify_rd, _bank_addrs(cand7, aw), strict=True):
-            m.d.comb += port.addr.eq(addr)
+            m.d.comb += port.r_addr.eq(addr)
         v8, pos8, word8, cand8 = (stage("v8", v7), stage("pos8", pos7), stage("word8", word7),
                                   stage("cand8", cand7))
         in_range8 = stage("in_range8", (cand7 < pos7) & (pos7 - cand7 <= cfg.max_offset))
         v9, pos9, word9, cand9 = (stage("v9", v8), stage("pos9", pos8), stage("word9", word8),
                                   stage("cand9", cand8))
         in_range9 = stage("in_range9", in_range8)
-        raw9 = stage("raw9", Cat(*(port.data for port in verify_rd)))
+        raw9 = Cat(*(port.r_data for port in verify_rd))         # the banks' output registers
         cand_word9 = _bank_word([raw9[8 * k:8 * k + 8] for k in range(4)], cand9[:2])
         v10, pos10, cand10 = stage("v10", v9), stage("pos10", pos9), stage("cand10", cand9)
         hit10 = stage("hit10", in_range9 & (cand_word9 == word9))
@@ -388,9 +388,9 @@ class LZ4Compressor(wiring.Component):
         inside = Signal()
         walking = Signal()
         m.d.comb += inside.eq(head.pos < match_end)
-        m.d.comb += [ext_c_rd.addr.eq(Cat(ext_c_addr[:aw], half)),
-                     ext_p_rd.addr.eq(Cat(ext_p_addr[:aw], half))]
-        m.d.sync += [p_byte.eq(ext_p_rd.data), c_byte.eq(ext_c_rd.data)]
+        m.d.comb += [ext_c_rd.r_addr.eq(Cat(ext_c_addr[:aw], half)),
+                     ext_p_rd.r_addr.eq(Cat(ext_p_addr[:aw], half)),
+                     p_byte.eq(ext_p_rd.r_data), c_byte.eq(ext_c_rd.r_data)]
         m.d.comb += cand_pop.eq(cand_fifo.r_rdy & (inside | walking))
         m.d.comb += cand_fifo.r_en.eq(cand_pop)
         with m.FSM(name="matcher"):
@@ -457,7 +457,8 @@ class LZ4Compressor(wiring.Component):
         out_last = Signal()
         # a second register takes the literal from block RAM: `o` is driven from flip-flops
         o_valid, o_byte, o_first, o_last = Signal(), Signal(8), Signal(), Signal()
-        o_literal, o_literal_byte = Signal(), Signal(8)
+        o_literal = Signal()
+        o_literal_byte = lit_rd.r_data          # the literal buffer's output register
         first_pending = Signal(init=1)
         status_valid = Signal()
         status = Signal(cfg.status_layout)
@@ -474,7 +475,8 @@ class LZ4Compressor(wiring.Component):
         m.d.comb += offer.eq(item_valid & ~(item_last & (status_valid | (out_valid & out_last)
                                                          | (o_valid & o_last))))
         m.d.comb += [advance.eq(~o_valid | self.o.ready), take.eq(offer & advance),
-                     lit_rd.addr.eq(lit_addr), lit_rd.en.eq(advance)]
+                     lit_rd.r_addr.eq(lit_addr), lit_rd.r_en.eq(advance),
+                     lit_rd.r_oe.eq(advance)]
         run_byte = Mux(run_left >= 255, 255, run_left)
 
         def after_literals(last):
@@ -538,7 +540,7 @@ class LZ4Compressor(wiring.Component):
                          out_byte.eq(item_byte), out_last.eq(item_last),
                          out_first.eq(first_pending),
                          o_valid.eq(out_valid), o_byte.eq(out_byte), o_literal.eq(out_literal),
-                         o_literal_byte.eq(lit_rd.data), o_first.eq(out_first),
+                         o_first.eq(out_first),
                          o_last.eq(out_last)]
         with m.If(take):
             m.d.sync += first_pending.eq(item_last)

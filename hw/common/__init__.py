@@ -2,6 +2,7 @@
 
 from ..registry import BlockInfo
 from .arbiter import ArbiterConfig, RoundRobinArbiter, StreamDemux
+from .bram import PipelinedRAM, PipelinedRAMConfig, RAMQueue, RAMQueueConfig
 from .memory_port import BlockRAMConfig, BlockRAMMemory, MemoryPortConfig, MemoryPortSignature
 from .queue import Queue, QueueConfig
 from .skid_buffer import SkidBuffer, SkidBufferConfig
@@ -11,6 +12,7 @@ from .width_converter import WidthConverterConfig, WidthDownConverter, WidthUpCo
 __all__ = [
     "ArbiterConfig", "RoundRobinArbiter", "StreamDemux",
     "BlockRAMConfig", "BlockRAMMemory", "MemoryPortConfig", "MemoryPortSignature",
+    "PipelinedRAM", "PipelinedRAMConfig", "RAMQueue", "RAMQueueConfig",
     "Queue", "QueueConfig",
     "SkidBuffer", "SkidBufferConfig",
     "WidthConverterConfig", "WidthDownConverter", "WidthUpConverter",
@@ -23,6 +25,14 @@ BLOCKS = [
                "wide": QueueConfig(data_width=64, depth=512),
                "shallow": QueueConfig(depth=2, buffered=False)},
               "stream FIFO on lib.fifo"),
+    BlockInfo("ram_queue", "common", RAMQueue, RAMQueueConfig,
+              {"default": RAMQueueConfig(),
+               "wide": RAMQueueConfig(width=72, depth=512)},
+              "stream FIFO whose output is the block RAM's output register"),
+    BlockInfo("pipelined_ram", "common", PipelinedRAM, PipelinedRAMConfig,
+              {"default": PipelinedRAMConfig(),
+               "wide": PipelinedRAMConfig(width=36, depth=512)},
+              "simple dual-port RAM, read latch + output register (DP16KD OUTREG on ECP5)"),
     BlockInfo("skid_buffer", "common", SkidBuffer, SkidBufferConfig,
               {"default": SkidBufferConfig(),
                "wide": SkidBufferConfig(data_width=128)},

@@ -3,9 +3,10 @@
 from dataclasses import dataclass
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .bram import PipelinedRAM, PipelinedRAMConfig
 from .validate import check_int
 
 __all__ = ["MemoryPortConfig", "MemoryPortSignature", "BlockRAMConfig", "BlockRAMMemory"]
@@ -134,7 +135,9 @@ class BlockRAMMemory(wiring.Component):
 
     Latency
     -------
-    A read's first beat is valid 2 cycles after its command transfers.
+    A read's first beat is valid 3 cycles after its command transfers (the storage is a
+    :class:`~hw.common.bram.PipelinedRAM`: a read latch, then the block RAM's own output
+    register, which drives ``rdata.payload.data``).
 
     Throughput
     ----------
@@ -148,30 +151,33 @@ class BlockRAMMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.storage = storage = memory.Memory(
-            shape=cfg.data_width, depth=cfg.depth, init=[])
-        write_port = storage.write_port()
-        read_port = storage.read_port()
-
+        m.submodules.storage = storage = PipelinedRAM(PipelinedRAMConfig(cfg.data_width,
+                                                                         cfg.depth))
         addr = Signal(range(cfg.depth))
         remaining = Signal(cfg.length_width)
-        read_valid = Signal()
-        read_last = Signal()
         cmd, wdata, rdata = self.mem.cmd, self.mem.wdata, self.mem.rdata
 
+        # read pipeline: a beat in the RAM's read latch (stage 1), then in its output register
+        # (stage 2, on `rdata`); each stage moves when the one after it has room
+        latch_valid, latch_last = Signal(), Signal()
+        out_valid, out_last = Signal(), Signal()
+        advance_out = ~out_valid | rdata.ready
+        advance_latch = ~latch_valid | advance_out
+        issue = Signal()                # a read of `addr` enters the latch
         m.d.comb += [
-            # `en` is 1 by default; keep it low except where READ issues, so a beat waiting
-            # on `rdata` is not overwritten
-            read_port.en.eq(0),
-            write_port.addr.eq(addr),
-            write_port.data.eq(wdata.payload.data),
-            read_port.addr.eq(addr),
-            rdata.valid.eq(read_valid),
-            rdata.payload.data.eq(read_port.data),
-            rdata.payload.last.eq(read_last),
+            storage.w_addr.eq(addr),
+            storage.w_data.eq(wdata.payload.data),
+            storage.r_addr.eq(addr),
+            storage.r_en.eq(issue),
+            storage.r_oe.eq(advance_out),
+            rdata.valid.eq(out_valid),
+            rdata.payload.data.eq(storage.r_data),
+            rdata.payload.last.eq(out_last),
         ]
-        with m.If(rdata.valid & rdata.ready):
-            m.d.sync += read_valid.eq(0)
+        with m.If(advance_latch):
+            m.d.sync += [latch_valid.eq(issue), latch_last.eq(remaining == 1)]
+        with m.If(advance_out):
+            m.d.sync += [out_valid.eq(latch_valid), out_last.eq(latch_last)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -190,24 +196,16 @@ class BlockRAMMemory(wiring.Component):
             with m.State("WRITE"):
                 m.d.comb += [
                     wdata.ready.eq(1),
-                    write_port.en.eq(wdata.valid),
+                    storage.w_en.eq(wdata.valid),
                 ]
                 with m.If(wdata.valid):
                     m.d.sync += [addr.eq(addr + 1), remaining.eq(remaining - 1)]
                     with m.If(remaining == 1):
                         m.next = "IDLE"
             with m.State("READ"):
-                # the read port's data register holds its word while `en` is low, so it is the
-                # output register: read the next word only when the current one leaves
-                issue = ~read_valid | rdata.ready
-                m.d.comb += read_port.en.eq(issue)
+                m.d.comb += issue.eq(advance_latch)
                 with m.If(issue):
-                    m.d.sync += [
-                        addr.eq(addr + 1),
-                        remaining.eq(remaining - 1),
-                        read_valid.eq(1),
-                        read_last.eq(remaining == 1),
-                    ]
+                    m.d.sync += [addr.eq(addr + 1), remaining.eq(remaining - 1)]
                     with m.If(remaining == 1):
                         m.next = "IDLE"
         return m
