@@ -354,22 +354,27 @@ class CAMCController(wiring.Component):
         m.submodules.write_status = write_status = fifo.SyncFIFOBuffered(
             width=cfg.status_layout.size, depth=2)
 
-        # dispatch: command k to lane k mod n
+        # dispatch: command k to lane k mod n; a skid buffer registers `i_cmd.ready`, so the
+        # queues' room (which the sequencer's pops change) does not reach the sender
+        m.submodules.cmd_skid = cmd_skid = SkidBuffer(
+            SkidBufferConfig(payload=cfg.command_layout))
+        wiring.connect(m, wiring.flipped(self.i_cmd), cmd_skid.i)
+        commands = cmd_skid.o
         next_lane = Signal(lane_bits)
-        cmd = self.i_cmd.payload
+        cmd = commands.payload
         room = order.w_rdy & status_route.w_rdy & Mux(cmd.write, value_route.w_rdy,
                                                       out_route.w_rdy)
         entry = Signal(cmd_layout)
         m.d.comb += [entry.lane.eq(next_lane), entry.cmd.eq(cmd),
-                     self.i_cmd.ready.eq(room),
-                     order.w_data.eq(entry), order.w_en.eq(self.i_cmd.valid & room),
+                     commands.ready.eq(room),
+                     order.w_data.eq(entry), order.w_en.eq(commands.valid & room),
                      status_route.w_data.eq(Mux(cmd.write, 1 << lane_bits, 0) | next_lane),
-                     status_route.w_en.eq(self.i_cmd.valid & room),
+                     status_route.w_en.eq(commands.valid & room),
                      value_route.w_data.eq(next_lane),
-                     value_route.w_en.eq(self.i_cmd.valid & room & cmd.write),
+                     value_route.w_en.eq(commands.valid & room & cmd.write),
                      out_route.w_data.eq(next_lane),
-                     out_route.w_en.eq(self.i_cmd.valid & room & ~cmd.write)]
-        with m.If(self.i_cmd.valid & room):
+                     out_route.w_en.eq(commands.valid & room & ~cmd.write)]
+        with m.If(commands.valid & room):
             m.d.sync += next_lane.eq(Mux(next_lane == n - 1, 0, next_lane + 1))
 
         # write values to the lane of their command; the skid buffer registers `i.ready`, so
@@ -450,9 +455,26 @@ class CAMCController(wiring.Component):
         m.d.comb += self.counters.eq(counters)
 
         wreq = Signal(cfg.wreq_layout)
-        lane_wreq = Array(lane.o_wreq for lane in lanes)[lane_no]
-        lane_wdata = Array(lane.o_wdata for lane in lanes)[lane_no]
-        lane_job = Array(lane.i_job for lane in lanes)[lane_no]
+        # the sequencer talks to the lane of the head command through a skid buffer per lane
+        # and stream: its decisions then see only registers of the skid buffers, not the
+        # lanes' queue logic (with four lanes, the lanes sit far apart on the die)
+        wreqs, wdatas, jobs = [], [], []
+        for k, lane in enumerate(lanes):
+            wreq_skid = SkidBuffer(SkidBufferConfig(payload=cfg.wreq_layout))
+            wdata_skid_k = SkidBuffer(SkidBufferConfig(payload=cfg.mem_data_width))
+            job_skid = SkidBuffer(SkidBufferConfig(payload=cfg.job_layout))
+            m.submodules[f"wreq_skid{k}"] = wreq_skid
+            m.submodules[f"wdata_skid{k}"] = wdata_skid_k
+            m.submodules[f"job_skid{k}"] = job_skid
+            wiring.connect(m, lane.o_wreq, wreq_skid.i)
+            wiring.connect(m, lane.o_wdata, wdata_skid_k.i)
+            wiring.connect(m, job_skid.o, lane.i_job)
+            wreqs.append(wreq_skid.o)
+            wdatas.append(wdata_skid_k.o)
+            jobs.append(job_skid.i)
+        lane_wreq = Array(wreqs)[lane_no]
+        lane_wdata = Array(wdatas)[lane_no]
+        lane_job = Array(jobs)[lane_no]
         beats_left = Signal(range(cfg.block_beats + 1))
         fits = Signal()
         entry = Signal(cfg.map_layout)

@@ -344,7 +344,8 @@ class CAMCLane(wiring.Component):
         in_group = Signal(range(groups))
         in_byte = Signal(range(cfg.max_group_bytes))
         byte = to_bytes.o
-        gate = (in_pos == 0) & busy[in_bank]
+        in_pos_zero = Signal(init=1)                    # `in_pos == 0`, as a register
+        gate = in_pos_zero & busy[in_bank]
         m.d.comb += [comp.i.valid.eq(byte.valid & ~gate),
                      byte.ready.eq(comp.i.ready & ~gate),
                      comp.i.payload.data.eq(byte.payload.data),
@@ -355,13 +356,14 @@ class CAMCLane(wiring.Component):
         set_busy = Signal()
         with m.If(comp.i.valid & comp.i.ready):
             m.d.comb += raw_buf.w_en.eq(1)
-            m.d.comb += set_busy.eq(in_pos == 0)
+            m.d.comb += set_busy.eq(in_pos_zero)
             with m.If(in_byte == sizes[in_group] - 1):
                 m.d.sync += [in_byte.eq(0),
                              in_group.eq(Mux(in_group == groups - 1, 0, in_group + 1))]
             with m.Else():
                 m.d.sync += in_byte.eq(in_byte + 1)
-            m.d.sync += in_pos.eq(Mux(in_pos == block_bytes - 1, 0, in_pos + 1))
+            m.d.sync += [in_pos.eq(Mux(in_pos == block_bytes - 1, 0, in_pos + 1)),
+                         in_pos_zero.eq(in_pos == block_bytes - 1)]
             with m.If(in_pos == block_bytes - 1):
                 m.d.sync += in_bank.eq(~in_bank)
 

@@ -296,15 +296,24 @@ class LZ4Compressor(wiring.Component):
         rx_done = Signal()
         split = Signal()
         m.d.comb += self.i.ready.eq(in_block & ~rx_done)
+        # a received byte is written to the eleven block RAM copies from registers, a cycle
+        # later (the copies sit all over the die; the sender's `valid` reaches only these
+        # registers). Every read of the copies trails the byte count by more than a cycle.
+        wr_addr = Signal(aw + 1)
+        wr_data = Signal(8)
+        wr_buffer = Signal()
+        wr_bank = Signal(4)
+        m.d.sync += [wr_buffer.eq(0), wr_bank.eq(0)]
+        for block in (ext_c_rd, ext_p_rd, lit_rd):
+            m.d.comb += [block.w_addr.eq(wr_addr), block.w_data.eq(wr_data),
+                         block.w_en.eq(wr_buffer)]
+        for k in range(4):
+            for block in (walk_rd[k], verify_rd[k]):
+                m.d.comb += [block.w_addr.eq(wr_addr[2:aw]), block.w_data.eq(wr_data),
+                             block.w_en.eq(wr_bank[k])]
         with m.If(self.i.valid & self.i.ready):
-            for block in (ext_c_rd, ext_p_rd, lit_rd):
-                m.d.comb += [block.w_addr.eq(Cat(rx_count[:aw], half)),
-                             block.w_data.eq(self.i.payload.data), block.w_en.eq(1)]
-            for k in range(4):
-                for block in (walk_rd[k], verify_rd[k]):
-                    m.d.comb += [block.w_addr.eq(rx_count[2:aw]),
-                                 block.w_data.eq(self.i.payload.data),
-                                 block.w_en.eq(rx_count[:2] == k)]
+            m.d.sync += [wr_addr.eq(Cat(rx_count[:aw], half)), wr_data.eq(self.i.payload.data),
+                         wr_buffer.eq(1), wr_bank.eq(1 << rx_count[:2])]
             m.d.sync += rx_count.eq(rx_count + 1)
             with m.If(self.i.payload.last | (rx_count == size - 1)):
                 m.d.sync += [rx_done.eq(1), split.eq(~self.i.payload.last)]
