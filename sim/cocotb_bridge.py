@@ -226,7 +226,8 @@ def _log_tail(path: Path, lines: int = 60) -> str:
 
 def run_cocotb(component_factory: Callable[[object], object], cfg, test_module: str, *,
                toplevel: str, build_dir, sim: str | None = None, testcase=None,
-               extra_env: Mapping[str, str] = {}, seed=None) -> list[dict]:
+               extra_env: Mapping[str, str] = {}, seed=None, platform=None,
+               extra_sources=()) -> list[dict]:
     """Generate Verilog for ``component_factory(cfg)`` and run cocotb ``test_module`` on it.
 
     Parameters
@@ -253,6 +254,11 @@ def run_cocotb(component_factory: Callable[[object], object], cfg, test_module: 
         More environment variables for the cocotb side.
     seed : int, optional
         ``COCOTB_RANDOM_SEED``.
+    platform : object, optional
+        Passed to elaboration: a block that instantiates vendor primitives for that platform
+        (``hw.common.bram`` on ECP5) is then simulated with ``extra_sources`` modelling them.
+    extra_sources : sequence of paths
+        More Verilog files to compile with the block (e.g. ``sim/models/dp16kd.v``).
 
     Returns
     -------
@@ -276,7 +282,7 @@ def run_cocotb(component_factory: Callable[[object], object], cfg, test_module: 
 
     component = component_factory(cfg)
     source = build_dir / f"{toplevel}.v"
-    text = verilog.convert(component, name=toplevel)
+    text = verilog.convert(component, name=toplevel, platform=platform)
     _write_if_changed(source, _icarus_verilog(text) if sim == "icarus" else text)
 
     sim_dir = build_dir / sim
@@ -288,7 +294,8 @@ def run_cocotb(component_factory: Callable[[object], object], cfg, test_module: 
     with _environment(sim, env):
         runner = get_runner(sim)
         try:
-            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=sim_dir,
+            runner.build(sources=[source, *map(Path, extra_sources)], hdl_toplevel=toplevel,
+                         build_dir=sim_dir,
                          build_args=build_args, timescale=TIMESCALE,
                          log_file=build_dir / "build.log")
         except RuntimeError as exc:

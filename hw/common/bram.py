@@ -212,6 +212,10 @@ class RAMQueueConfig:
         check_int("depth", self.depth, min=2, max=1 << 20)
         _check_domain(self.domain)
 
+    @property
+    def payload_shape(self):
+        return self.width
+
 
 class RAMQueue(wiring.Component):
     """Stream FIFO whose output payload is the RAM's output register.
