@@ -128,8 +128,9 @@ class LZ4Compressor(wiring.Component):
     a match, and its later positions wait until the extension has either proven them inside
     the match or ended it. No lookup is squashed or replayed, and nothing is ever flushed.
 
-    The extension reads one byte pair per cycle from two read ports of the buffer, two cycles
-    ahead of the compare, and discards the reads in flight when a compare fails; the matcher
+    The extension reads one byte pair per cycle from two read ports of the buffer, three
+    cycles ahead of the registered compare, and discards the reads in flight when a compare
+    fails; the matcher
     drops the inside positions while it extends. Each match registers a sequence ``(anchor,
     literal count, offset, match length)`` and queues it with its token
     (``sequence_depth`` entries); the sequence encoder takes it through a register and a skid
@@ -380,7 +381,7 @@ class LZ4Compressor(wiring.Component):
                      cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v10)]
 
         # matcher: WALK pops candidates (a hit at or after the anchor starts a match), EXTEND
-        # compares one byte per cycle (reads issued ahead, two cycles before their compare),
+        # compares one byte per cycle (reads issued ahead, three cycles before their verdict),
         # PUSH queues the sequence. Positions before `match_end` (the proven end, final once
         # in PUSH) are popped without a look at their hit: they lie inside the match.
         head = Signal(cand_layout)
@@ -393,13 +394,18 @@ class LZ4Compressor(wiring.Component):
         ext_c_addr = Signal(pos_shape)
         x1 = Signal()                   # a read is in the buffer
         x2 = Signal()                   # its bytes are in p_byte, c_byte
+        x3 = Signal()                   # their comparison is in `same`
         p_byte, c_byte = Signal(8), Signal(8)
+        same = Signal()
         inside = Signal()
         walking = Signal()
         m.d.comb += inside.eq(head.pos < match_end)
         m.d.comb += [ext_c_rd.r_addr.eq(Cat(ext_c_addr[:aw], half)),
                      ext_p_rd.r_addr.eq(Cat(ext_p_addr[:aw], half)),
                      p_byte.eq(ext_p_rd.r_data), c_byte.eq(ext_c_rd.r_data)]
+        # the bytes come from the block RAMs' output registers, which may sit far away: they
+        # are compared into a register before the matcher decides on the result
+        m.d.sync += same.eq(c_byte == p_byte)
         m.d.comb += cand_pop.eq(cand_fifo.r_rdy & (inside | walking))
         m.d.comb += cand_fifo.r_en.eq(cand_pop)
         with m.FSM(name="matcher"):
@@ -415,12 +421,11 @@ class LZ4Compressor(wiring.Component):
                 # the byte at ext_p_addr is compared once it is known to lie before
                 # n - LASTLITERALS; none is compared once rx_done says it does not
                 room = ext_p_addr + LASTLITERALS < rx_count
-                same = c_byte == p_byte
-                stop = (x2 & ~same) | (~room & rx_done & ~x1 & ~x2)
+                stop = (x3 & ~same) | (~room & rx_done & ~x1 & ~x2 & ~x3)
                 with m.If(room):
                     m.d.sync += [ext_p_addr.eq(ext_p_addr + 1), ext_c_addr.eq(ext_c_addr + 1)]
-                m.d.sync += [x1.eq(room & ~stop), x2.eq(x1 & ~stop)]
-                with m.If(x2 & same):
+                m.d.sync += [x1.eq(room & ~stop), x2.eq(x1 & ~stop), x3.eq(x2 & ~stop)]
+                with m.If(x3 & same):
                     m.d.sync += match_end.eq(match_end + 1)
                 with m.If(stop):
                     m.next = "PUSH"
