@@ -37,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.arith import tree_sum
 from ..common.memory_port import MemoryPortConfig, MemoryPortSignature
+from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_int, check_power_of_two
 
 __all__ = ["EngineConfig", "MeadowEngine", "PRESETS", "OP_ATTENTION", "OP_LINEAR",
@@ -60,6 +61,16 @@ REQUANT_LATENCY = 8
 # copy, partial products, product copy, sum and rounding, coarse shift, table read,
 # exponential register, store)
 PASS_STAGES = 10
+# cycles the memory port's registers add to each read burst: the command and the read data
+# each pass a skid buffer (the port's handshakes are then flip-flops: the sequencer's
+# next-state logic does not reach the other side of the port)
+READ_PORT_LATENCY = 2
+# cycles from the last write of a job to its report: one state that waits for the command
+# and write skid buffers to drain (the report then follows every write out of the port)
+DONE_LATENCY = 1
+# beats the write skid buffer holds: a store state ends that many beats before the DRAM has
+# taken the last one when the DRAM is slower than a beat per cycle
+WRITE_BUFFER_BEATS = 2
 
 
 @dataclass(frozen=True)
@@ -216,10 +227,14 @@ class MeadowEngine(wiring.Component):
     -------
     The job's cycles are predicted by :func:`sim.perf.meadow.engine_job`: each pass over
     the keys is ``keys`` cycles plus ``PASS_STAGES + 1`` = 11 (pipeline and exit), each DRAM
-    transfer its command, the DRAM latency and its beats (a GEMM store one cycle more: its
-    words pass a register after the block RAM), each output beat ``dot_width +
-    REQUANT_LATENCY + 1`` = ``dot_width + 9`` cycles (a linear layer's
-    requantisation ``pes + 9`` per output feature).
+    read its command, ``READ_PORT_LATENCY`` = 2 (the command and the read data each pass a
+    skid buffer at the port), the DRAM latency and its beats, each store its command and
+    its beats (a GEMM store one cycle more: its words pass a register after the block RAM;
+    the write skid buffer takes up to ``WRITE_BUFFER_BEATS`` = 2 beats ahead of a DRAM slower
+    than a beat per cycle, and the next read waits for them), each output beat ``dot_width +
+    REQUANT_LATENCY + 1`` = ``dot_width + 9`` cycles (a linear layer's requantisation
+    ``pes + 9`` per output feature). The report comes ``DONE_LATENCY`` = 1 cycle after the
+    last write left the port.
 
     Throughput
     ----------
@@ -259,7 +274,20 @@ class MeadowEngine(wiring.Component):
             m.d.comb += port.en.eq(0)
         m.d.comb += x_wr.en.eq(0)
 
-        cmd, wdata, rdata = self.mem.cmd, self.mem.wdata, self.mem.rdata
+        # the memory port passes skid buffers in all three directions: the sequencer drives
+        # the command and write data, and takes the read data, combinationally from its
+        # state; across the port those would be long paths (the state register to the far
+        # side's clock enables), so each stream is cut by registers on both handshake sides
+        m.submodules.cmd_skid = cmd_skid = SkidBuffer(
+            SkidBufferConfig(payload=cfg.port.command_layout))
+        m.submodules.wdata_skid = wdata_skid = SkidBuffer(
+            SkidBufferConfig(payload=cfg.port.write_layout))
+        m.submodules.rdata_skid = rdata_skid = SkidBuffer(
+            SkidBufferConfig(payload=cfg.port.read_layout))
+        wiring.connect(m, cmd_skid.o, wiring.flipped(self.mem.cmd))
+        wiring.connect(m, wdata_skid.o, wiring.flipped(self.mem.wdata))
+        wiring.connect(m, wiring.flipped(self.mem.rdata), rdata_skid.i)
+        cmd, wdata, rdata = cmd_skid.i, wdata_skid.i, rdata_skid.o
 
         # ---- descriptor and loop state --------------------------------------------------------
         desc = Signal(cfg.descriptor_layout)
@@ -404,6 +432,7 @@ class MeadowEngine(wiring.Component):
             m.d.comb += mul_b[d].eq(0)
 
         out_word = Signal(word)
+        w_reg = Signal(word)
         # the requantiser's operands, first level of the select (written every cycle): per
         # PE its accumulator of lane out_fed (a 64-way mux in one cycle was the critical
         # path), and the linear accumulator of token count
@@ -454,13 +483,22 @@ class MeadowEngine(wiring.Component):
             m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
                          cmd.payload.length.eq(length), cmd.payload.write.eq(write)]
             with m.If(cmd.ready):
-                m.d.sync += count.eq(0)
+                m.d.sync += [count.eq(0), rd_ready.eq(not write)]
                 m.next = next_state
 
         # the softmax pipelines' registers are written every cycle, not under the FSM state
         # (they carry data only behind the valid bits of their own pass): the state register
         # then does not fan out to them
         free_sync, free_comb = [], []
+        # rdata.ready is a flip-flop: set when a read command is issued, cleared with the
+        # burst's last beat (the loads take a beat every cycle)
+        rd_ready = Signal()
+        m.d.comb += rdata.ready.eq(rd_ready)
+        e_regs, probs = [], []
+        # the divider's controls: running, and its first cycle (when the remainder starts
+        # from 0 and the dividend's one bit shifts in), both flip-flops
+        div_run, div_first = Signal(), Signal()
+        m.d.sync += div_first.eq(0)
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -476,8 +514,7 @@ class MeadowEngine(wiring.Component):
             # ============================ attention ==========================================
             with m.State("HEAD"):
                 with m.If(head == desc.heads):
-                    m.d.sync += done_r.eq(1)
-                    m.next = "DONE"
+                    m.next = "DRAIN"
                 with m.Elif(group_left == 0):
                     m.d.sync += group_left.eq(desc.group)
                     m.next = "K_CMD"
@@ -487,22 +524,22 @@ class MeadowEngine(wiring.Component):
             with m.State("K_CMD"):
                 issue(k_addr, desc.keys, 0, "K_LOAD")
             with m.State("K_LOAD"):
-                m.d.comb += [rdata.ready.eq(1), k_wr.addr.eq(count),
+                m.d.comb += [k_wr.addr.eq(count),
                              k_wr.data.eq(rdata.payload.data), k_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
-                        m.d.sync += k_addr.eq(k_addr + desc.keys)
+                        m.d.sync += [k_addr.eq(k_addr + desc.keys), rd_ready.eq(0)]
                         m.next = "V_CMD"
             with m.State("V_CMD"):
                 issue(v_addr, desc.keys, 0, "V_LOAD")
             with m.State("V_LOAD"):
-                m.d.comb += [rdata.ready.eq(1), v_wr.addr.eq(count),
+                m.d.comb += [v_wr.addr.eq(count),
                              v_wr.data.eq(rdata.payload.data), v_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
-                        m.d.sync += [v_addr.eq(v_addr + desc.keys), t0.eq(0),
+                        m.d.sync += [v_addr.eq(v_addr + desc.keys), rd_ready.eq(0), t0.eq(0),
                                      tok_left.eq(desc.tokens)]
                         m.next = "GROUP"
             with m.State("GROUP"):
@@ -516,35 +553,25 @@ class MeadowEngine(wiring.Component):
                                  q_cur.eq(q_addr + t0), o_cur.eq(o_addr + t0)]
                     for p in range(P):
                         m.d.sync += [lane_limit[p].eq(desc.q_offset + t0 + p),
-                                     score_max[p].eq(-2 ** 31), max_cand[p].eq(-2 ** 31),
+                                     score_max[p].eq(-2 ** 31),
                                      exp_sum[p].eq(0)]
                     m.next = "Q_CMD"
             with m.State("Q_CMD"):
                 issue(q_cur, n_tok, 0, "Q_LOAD")
             with m.State("Q_LOAD"):
-                m.d.comb += rdata.ready.eq(1)
+                # (the Q registers are loaded after the FSM)
                 with m.If(rdata.valid):
-                    for p in range(P):
-                        with m.If(count == p):
-                            m.d.sync += q_reg[p].eq(rdata.payload.data)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == n_tok_m1):
-                        m.d.sync += count.eq(0)
+                        m.d.sync += [count.eq(0), rd_ready.eq(0)]
                         m.next = "QK"
 
             with m.State("QK"):
                 # 0: read K[j]; 1: K register; 2, 3: operands; 4, 5: products; 6: partial
                 # sums; 7: dot products; 8: store the scores, max candidates; 9: running max
+                # (the score stores and the running max are driven after the FSM)
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
-                with m.If(valid[8]):
-                    m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[8]),
-                                 s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
-                for p in range(P):
-                    m.d.sync += max_cand[p].eq(Mux(valid[8] & visible(p, tag[8]), tree[p],
-                                                   -2 ** 31))
-                    with m.If(max_cand[p] > score_max[p]):                       # 9
-                        m.d.sync += score_max[p].eq(max_cand[p])
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     m.next = "QK_DONE"
@@ -563,12 +590,12 @@ class MeadowEngine(wiring.Component):
             with m.State("S_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "S_LOAD")
             with m.State("S_LOAD"):
-                m.d.comb += [rdata.ready.eq(1), s_wr.addr.eq(count),
+                m.d.comb += [s_wr.addr.eq(count),
                              s_wr.data.eq(rdata.payload.data[:32 * P]), s_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
-                        m.d.sync += count.eq(0)
+                        m.d.sync += [count.eq(0), rd_ready.eq(0)]
                         m.next = "EXP"
 
             with m.State("EXP"):
@@ -577,7 +604,6 @@ class MeadowEngine(wiring.Component):
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 scores = vec(s_rd.data, 32, P, True)
-                e_regs = []
                 for p in range(P):
                     score = Signal(signed(32), name=f"score{p}")
                     diff = Signal(signed(34), name=f"diff{p}")
@@ -608,29 +634,16 @@ class MeadowEngine(wiring.Component):
                     free_comb.append(lut_rd[p].addr.eq(index))                    # 9: data
                     free_sync.append(e_reg.eq(Mux(visible(p, tag[9]), lut_rd[p].data, 0)))  # 10
                     e_regs.append(e_reg)
-                    with m.If(valid[10]):
-                        m.d.sync += exp_sum[p].eq(exp_sum[p] + e_reg)
-                m.d.comb += [s_wr.en.eq(valid[10]), s_wr.addr.eq(tag[10]),
-                             s_wr.data.eq(Cat(*[Cat(e, Const(0, 16)) for e in e_regs]))]
+                # (the stores of e and the sums are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
-                    m.d.sync += count.eq(0)
-                    for p in range(P):
-                        m.d.sync += [remainder[p].eq(0), recip[p].eq(0)]
+                    m.d.sync += [count.eq(0), div_run.eq(1), div_first.eq(1)]
                     m.next = "DIV"
 
             with m.State("DIV"):
-                # restoring division 2**31 // sum, one quotient bit per cycle, MSB first
-                for p in range(P):
-                    shifted_rem = Cat(count == 0, remainder[p][:32])
-                    with m.If(shifted_rem >= exp_sum[p]):
-                        m.d.sync += [remainder[p].eq(shifted_rem - exp_sum[p]),
-                                     recip[p].eq(Cat(1, recip[p][:16]))]
-                    with m.Else():
-                        m.d.sync += [remainder[p].eq(shifted_rem),
-                                     recip[p].eq(Cat(0, recip[p][:16]))]
+                # (the divider runs after the FSM, behind div_run)
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == RECIP_BITS):
-                    m.d.sync += count.eq(0)
+                    m.d.sync += [count.eq(0), div_run.eq(0)]
                     m.next = "NORM"
 
             with m.State("NORM"):
@@ -639,7 +652,6 @@ class MeadowEngine(wiring.Component):
                 with m.If(count < desc.keys):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 evec = vec(s_rd.data, 32, P)
-                probs = []
                 for p in range(P):
                     e_in = Signal(16, name=f"ein{p}")
                     scaled_p = Signal(33, name=f"pscaled{p}")
@@ -650,8 +662,7 @@ class MeadowEngine(wiring.Component):
                     free_sync += [e_in.eq(evec[p][:16]), scaled2.eq(scaled_p)]
                     top = scaled2 >> PROB_SHIFT
                     probs.append(Mux(top[8:].any(), 255, top[:8]))
-                m.d.comb += [p_wr.en.eq(valid[5]), p_wr.addr.eq(tag[5]),
-                             p_wr.data.eq(Cat(*probs))]
+                # (the probability stores are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     m.next = "NORM_DONE"
@@ -670,12 +681,12 @@ class MeadowEngine(wiring.Component):
             with m.State("P_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "P_LOAD")
             with m.State("P_LOAD"):
-                m.d.comb += [rdata.ready.eq(1), p_wr.addr.eq(count),
+                m.d.comb += [p_wr.addr.eq(count),
                              p_wr.data.eq(rdata.payload.data[:8 * P]), p_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
-                        m.d.sync += count.eq(0)
+                        m.d.sync += [count.eq(0), rd_ready.eq(0)]
                         m.next = "PV"
 
             with m.State("PV"):
@@ -701,8 +712,7 @@ class MeadowEngine(wiring.Component):
             # ============================== linear ===========================================
             with m.State("L_GROUP"):
                 with m.If(tok_left <= 0):
-                    m.d.sync += done_r.eq(1)
-                    m.next = "DONE"
+                    m.next = "DRAIN"
                 with m.Else():
                     m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
                                  n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1)),
@@ -713,14 +723,15 @@ class MeadowEngine(wiring.Component):
             with m.State("X_CMD"):
                 issue(x_addr, n_tok, 0, "X_LOAD")
             with m.State("X_LOAD"):
-                m.d.comb += [rdata.ready.eq(1), x_wr.addr.eq(chunk),
+                m.d.comb += [x_wr.addr.eq(chunk),
                              x_wr.data.eq(Cat(*[rdata.payload.data] * P))]
                 with m.If(rdata.valid):
                     m.d.comb += x_wr.en.eq(1 << count[:max(1, (P - 1).bit_length())]
                                            if P > 1 else 1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == n_tok_m1):
-                        m.d.sync += [chunk.eq(chunk + 1), x_addr.eq(x_addr + desc.tokens)]
+                        m.d.sync += [chunk.eq(chunk + 1), x_addr.eq(x_addr + desc.tokens),
+                                     rd_ready.eq(0)]
                         with m.If(chunk == chunks_m1):
                             m.next = "W_CMD"
                         with m.Else():
@@ -732,17 +743,15 @@ class MeadowEngine(wiring.Component):
             with m.State("W_STREAM"):
                 # 0: take a weight beat, read the X chunk; 1: registers; 2, 3: operands;
                 # 4, 5: products; 6: partial sums; 7: dot products; 8: accumulate
-                w_reg = Signal(word)
-                m.d.comb += [rdata.ready.eq(count < desc.chunks)]
-                with m.If(rdata.valid & (count < desc.chunks)):
-                    m.d.sync += [v1.eq(1), w_reg.eq(rdata.payload.data), count.eq(count + 1)]
+                with m.If(rdata.valid & rd_ready):
+                    m.d.sync += [v1.eq(1), count.eq(count + 1)]
+                    with m.If(count == chunks_m1):
+                        m.d.sync += rd_ready.eq(0)
                 w_delayed = Signal(word)
                 m.d.sync += w_delayed.eq(w_reg)
                 # the X word must line up with the weight beat one cycle later
                 m.d.comb += x_rd.addr.eq(count)
-                with m.If(valid[8]):
-                    for p in range(P):
-                        m.d.sync += lin_acc[p].eq(lin_acc[p] + tree[p])
+                # (the accumulators are driven after the FSM)
                 with m.If((count == desc.chunks) & ~pipe_busy):
                     m.d.sync += [count.eq(0), lane.eq(0), out_results.eq(0)]
                     m.next = "L_REQUANT"
@@ -752,11 +761,6 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += [rq_pre_v.eq(1), count.eq(count + 1)]
                 lane_sel = n_out[:D.bit_length() - 1]
                 with m.If(rq_done):
-                    for p in range(P):
-                        with m.If(out_results == p):
-                            for d in range(D):
-                                with m.If(lane_sel == d):
-                                    m.d.sync += ybuf[p][8 * d:8 * d + 8].eq(rq_out)
                     m.d.sync += out_results.eq(out_results + 1)
                 with m.If(out_results == P):
                     m.d.sync += [n_out.eq(n_out + 1), w_addr.eq(w_addr + desc.chunks),
@@ -781,6 +785,11 @@ class MeadowEngine(wiring.Component):
                         with m.Else():
                             m.next = "W_CMD"
 
+            with m.State("DRAIN"):
+                # the report follows the job's last write out of the port
+                with m.If(~self.mem.cmd.valid & ~self.mem.wdata.valid):
+                    m.d.sync += done_r.eq(1)
+                    m.next = "DONE"
             with m.State("DONE"):
                 with m.If(self.o_done.ready):
                     m.next = "IDLE"
@@ -794,8 +803,58 @@ class MeadowEngine(wiring.Component):
         # a pass's first operands arrive 2 cycles after it starts), so the state register
         # does not fan out to the operand multiplexers
         in_qk, in_pv, in_w = Signal(), Signal(), Signal()
+        in_exp, in_norm = Signal(), Signal()
         m.d.sync += [in_qk.eq(fsm.ongoing("QK")), in_pv.eq(fsm.ongoing("PV")),
-                     in_w.eq(fsm.ongoing("W_STREAM"))]
+                     in_w.eq(fsm.ongoing("W_STREAM")), in_exp.eq(fsm.ongoing("EXP")),
+                     in_norm.eq(fsm.ongoing("NORM"))]
+        # the same flags, with the passes' valid bits, control the score, e and
+        # probability stores, the running max, the sums of e and the linear accumulators
+        # (a pass's valid bits all come after its first cycle and end before its last)
+        with m.If(in_qk & valid[8]):                                              # QK 8
+            m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[8]),
+                         s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
+        for p in range(P):
+            m.d.sync += max_cand[p].eq(Mux(in_qk & valid[8] & visible(p, tag[8]), tree[p],
+                                           -2 ** 31))
+            with m.If(max_cand[p] > score_max[p]):                                # QK 9
+                m.d.sync += score_max[p].eq(max_cand[p])
+        with m.If(in_exp & valid[10]):                                            # EXP 10
+            m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[10]),
+                         s_wr.data.eq(Cat(*[Cat(e, Const(0, 16)) for e in e_regs]))]
+            for p in range(P):
+                m.d.sync += exp_sum[p].eq(exp_sum[p] + e_regs[p])
+        with m.If(in_norm & valid[5]):                                            # NORM 5
+            m.d.comb += [p_wr.en.eq(1), p_wr.addr.eq(tag[5]), p_wr.data.eq(Cat(*probs))]
+        with m.If(in_w & valid[8]):                                               # W 8
+            for p in range(P):
+                m.d.sync += lin_acc[p].eq(lin_acc[p] + tree[p])
+        # the Q registers, the weight register, the output word and the linear outputs are
+        # loaded behind flags and valid bits, not the state: the state register does not fan
+        # out to their clock enables (a load's beats come after its first cycle, and the
+        # requantiser's results after its first feed)
+        in_qload, in_lreq = Signal(), Signal()
+        m.d.sync += [in_qload.eq(fsm.ongoing("Q_LOAD")), in_lreq.eq(fsm.ongoing("L_REQUANT"))]
+        with m.If(in_qload & rdata.valid):
+            for p in range(P):
+                with m.If(count == p):
+                    m.d.sync += q_reg[p].eq(rdata.payload.data)
+        m.d.sync += w_reg.eq(rdata.payload.data)      # used only behind W_STREAM's valid bits
+        with m.If(rq_done):
+            m.d.sync += out_word.eq(Cat(out_word[8:], rq_out))
+        with m.If(in_lreq & rq_done):
+            lane_sel = n_out[:D.bit_length() - 1]
+            for p in range(P):
+                with m.If(out_results == p):
+                    for d in range(D):
+                        with m.If(lane_sel == d):
+                            m.d.sync += ybuf[p][8 * d:8 * d + 8].eq(rq_out)
+        # restoring division 2**31 // sum, one quotient bit per cycle, MSB first
+        with m.If(div_run):
+            for p in range(P):
+                shifted_rem = Cat(div_first, Mux(div_first, 0, remainder[p][:32]))
+                fits = shifted_rem >= exp_sum[p]
+                m.d.sync += [remainder[p].eq(Mux(fits, shifted_rem - exp_sum[p], shifted_rem)),
+                             recip[p].eq(Cat(fits, recip[p][:16]))]
         kvec = vec(k_data, 8, D, True)
         pvec = vec(p_data, 8, P)
         vvec = vec(v_data, 8, D, True)
@@ -863,7 +922,7 @@ class MeadowEngine(wiring.Component):
         with m.If(fed < D):
             m.d.sync += [pre_v.eq(1), fed.eq(fed + 1)]
         with m.If(rq_done):
-            m.d.sync += [out_word.eq(Cat(out_word[8:], rq_out)), results.eq(results + 1)]
+            m.d.sync += results.eq(results + 1)
         m.d.comb += [wdata.valid.eq(results == D), wdata.payload.data.eq(out_word)]
         with m.If((results == D) & wdata.ready):
             m.d.sync += [lane.eq(lane + 1), fed.eq(0), results.eq(0)]

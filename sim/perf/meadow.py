@@ -12,7 +12,13 @@ the layer count. ``overlap=True`` gives the double-buffered bound instead (each 
 
 from dataclasses import dataclass
 
-from hw.meadow.engine import PASS_STAGES, REQUANT_LATENCY
+from hw.meadow.engine import (
+    DONE_LATENCY,
+    PASS_STAGES,
+    READ_PORT_LATENCY,
+    REQUANT_LATENCY,
+    WRITE_BUFFER_BEATS,
+)
 
 __all__ = ["ModelDims", "OPT_125M", "SMOLLM2_135M", "EngineModel", "DRAM",
            "engine_job", "decoder_layer", "latency", "gbps_to_bytes_per_cycle"]
@@ -78,15 +84,34 @@ def _interval(eng: EngineModel, dram: DRAM) -> float:
     return max(1.0, eng.dot_width / dram.bytes_per_cycle)
 
 
-def _read(beats: int, eng, dram) -> float:
-    """Command cycle + latency + the beats: the engine waits for the last one."""
-    return dram.latency + 1 + (beats - 1) * _interval(eng, dram)
+def _read(beats: int, eng, dram, after_store: int = 0) -> float:
+    """Command cycle + latency + the beats: the engine waits for the last one (the command
+    and the read data each pass the port's skid buffers). ``after_store``: beats of a store
+    just before it; the DRAM serves commands in order, so the first beat also waits for the
+    beats still in the engine's write buffer to be written (:func:`_write_tail`)."""
+    wait = max(dram.latency, _write_tail(after_store, eng, dram))
+    return 1 + READ_PORT_LATENCY + wait + (beats - 1) * _interval(eng, dram)
+
+
+def _buffered(beats: int) -> int:
+    """Beats of a store the write buffer takes ahead of the DRAM (the store state ends that
+    many beats before the DRAM has them all)."""
+    return min(WRITE_BUFFER_BEATS, max(beats - 1, 0))
+
+
+def _write_tail(beats: int, eng, dram) -> float:
+    """Cycles after a store state ends until the DRAM could present a read beat: the
+    buffered beats, then the bandwidth credit for one more beat (0 without a store)."""
+    if not beats:
+        return 0
+    return (_buffered(beats) + 1) * _interval(eng, dram) - 3
 
 
 def _store(beats: int, eng, dram) -> float:
     """Command cycle, then a buffer word per beat (two cycles to read the first and register
-    it)."""
-    return 1 + 3 + (beats - 1) * _interval(eng, dram)
+    it), less what the write buffer takes ahead of a DRAM slower than a beat per cycle."""
+    r = _interval(eng, dram)
+    return 1 + 3 + (beats - 1) * r - _buffered(beats) * (r - 1)
 
 
 def engine_job(eng: EngineModel, dram: DRAM, job: dict, *, overlap: bool = False,
@@ -124,12 +149,13 @@ def engine_job(eng: EngineModel, dram: DRAM, job: dict, *, overlap: bool = False
             + pass_cycles + DIV_CYCLES + pass_cycles + 1   # EXP, DIV, NORM, NORM_DONE
             + pass_cycles                            # PV
             + 1 + n * max(D + REQUANT_OVERHEAD, r) + 1     # O_CMD, O_STORE
-            + (2 * (_store(keys, eng, dram) + _read(keys, eng, dram)) if gemm else 0)
+            + (2 * (_store(keys, eng, dram) + _read(keys, eng, dram, after_store=keys))
+               if gemm else 0)
             for n in sizes]
         cycles = (heads + 1                          # HEAD visits
                   + kv * 2 * _read(keys, eng, dram)  # K and V per KV head
                   + heads * (sum(per_group) + 1)     # groups + the closing GROUP
-                  + 1)
+                  + DONE_LATENCY + 1)                # DRAIN, DONE
         return {"cycles": cycles, "bytes_read": read, "bytes_written": written}
     if job["op"] == "linear":
         K, N = job["in_features"], job["out_features"]
@@ -145,12 +171,13 @@ def engine_job(eng: EngineModel, dram: DRAM, job: dict, *, overlap: bool = False
         per_group = [
             1                                                  # L_GROUP
             + chunks * _read(n, eng, dram)                     # X
-            + N * (dram.latency + (chunks - 1) * w_interval
+            + N * (dram.latency + READ_PORT_LATENCY + (chunks - 1) * w_interval
                    + LINEAR_STREAM_OVERHEAD)                   # W_CMD, W_STREAM
             + N * (P + REQUANT_OVERHEAD)                       # L_REQUANT
-            + (N // D) * (1 + n * max(1.0, r))                 # Y_CMD, Y_STORE
+            + (N // D) * (1 + n * r - _buffered(n) * (r - 1)  # Y_CMD, Y_STORE
+                          + max(0, _write_tail(n, eng, dram) - dram.latency))  # next read
             for n in sizes]
-        cycles = sum(per_group) + 1 + 1
+        cycles = sum(per_group) + 1 + DONE_LATENCY + 1      # closing L_GROUP, DRAIN, DONE
         return {"cycles": cycles, "bytes_read": read_x + read_w, "bytes_written": written}
     raise ValueError(f"op must be 'attention' or 'linear', not {job['op']!r}")
 
