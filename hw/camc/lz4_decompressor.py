@@ -255,6 +255,7 @@ class LZ4Decompressor(wiring.Component):
         overflow = Signal()                        # literal run too long for the output
         final = Signal()                           # `length == 1` in LITERAL
         offset_lo = Signal(8)
+        offset_lo_above = Signal()                 # offset_lo > pos[:8]
         offset = Signal(16)
         saved_offset = Signal(16)                  # kept from OFFSET_HI for MATCH_LENGTH
 
@@ -302,29 +303,33 @@ class LZ4Decompressor(wiring.Component):
             m.d.sync += [length.eq(lit_len), overflow.eq(too_long), final.eq(one)]
             m.next = "LITERAL"
 
-        def push_match(match_len, long, too_long, new_pos, new_room):
-            # `match_len` is the full length (including MINMATCH); `too_long`: it exceeds `room`
+        def match_payload(match_len, long):
+            # `match_len` is the full length (including MINMATCH). The payload is set in the
+            # whole state, whatever the checks decide (it only counts with `valid`), so the
+            # checks' compares reach the command queue's write enable, not its data.
+            m.d.comb += [
+                cmd.payload.kind.eq(_Command.MATCH),
+                cmd.payload.src.eq(pos - offset),
+                cmd.payload.reach.near.eq(offset < 4 * n),
+                cmd.payload.length.eq(match_len),
+                cmd.payload.long.eq(long),
+                cmd.payload.first.eq(first_pending),
+            ]
+            for k in range(n):
+                source = Const(k, lane_bits)
+                for v in range(1, n):
+                    source = Mux(offset == v, k % v, source)
+                m.d.comb += [cmd.payload.reach.source[k].eq(source),
+                             cmd.payload.reach.distance[k].eq(offset[:lane_bits + 2] - source)]
+
+        def push_match(too_long, new_pos, new_room):
+            # `too_long`: the match exceeds `room`
             with m.If(too_long):
                 fail(LZ4Error.OUTPUT_OVERFLOW)
             with m.Elif(last):
                 fail(LZ4Error.TRUNCATED)       # a token is due after the match
             with m.Else():
-                m.d.comb += [
-                    cmd.valid.eq(1),
-                    cmd.payload.kind.eq(_Command.MATCH),
-                    cmd.payload.src.eq(pos - offset),
-                    cmd.payload.reach.near.eq(offset < 4 * n),
-                    cmd.payload.length.eq(match_len),
-                    cmd.payload.long.eq(long),
-                    cmd.payload.first.eq(first_pending),
-                ]
-                for k in range(n):
-                    source = Const(k, lane_bits)
-                    for v in range(1, n):
-                        source = Mux(offset == v, k % v, source)
-                    m.d.comb += [cmd.payload.reach.source[k].eq(source),
-                                 cmd.payload.reach.distance[k].eq(
-                                     offset[:lane_bits + 2] - source)]
+                m.d.comb += cmd.valid.eq(1)
                 m.d.sync += [pos.eq(new_pos), room.eq(new_room), first_pending.eq(0)]
                 m.next = "TOKEN"
 
@@ -405,7 +410,7 @@ class LZ4Decompressor(wiring.Component):
             with m.State("OFFSET_LO"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(take):
-                    m.d.sync += offset_lo.eq(byte)
+                    m.d.sync += [offset_lo.eq(byte), offset_lo_above.eq(byte > pos[:8])]
                     with m.If(last):
                         fail(LZ4Error.TRUNCATED)
                     with m.Else():
@@ -416,11 +421,13 @@ class LZ4Decompressor(wiring.Component):
                 value = Cat(offset_lo, byte)
                 m.d.comb += offset.eq(value)
                 short_len = token[:4] + MINMATCH
+                match_payload(short_len, short_len > n)
                 with m.If(take):
                     m.d.sync += saved_offset.eq(value)
                     with m.If(value == 0):
                         fail(LZ4Error.OFFSET_ZERO)
-                    with m.Elif(value > pos):
+                    # `value > pos` from 8-bit compares: `pos` holds still since OFFSET_LO
+                    with m.Elif((byte > pos[8:]) | ((byte == pos[8:]) & offset_lo_above)):
                         fail(LZ4Error.OFFSET_BEFORE_START)
                     with m.Elif(token[:4] == 15):
                         start_extension(15 + MINMATCH)
@@ -429,12 +436,13 @@ class LZ4Decompressor(wiring.Component):
                         with m.Else():
                             m.next = "MATCH_LENGTH"
                     with m.Else():
-                        push_match(short_len, short_len > n, short_len > room, pos + short_len,
-                                   room - short_len)
+                        push_match(short_len > room, pos + short_len, room - short_len)
 
             with m.State("MATCH_LENGTH"):
                 # `length` already counts MINMATCH; past `room` its value no longer matters
                 m.d.comb += [self.i.ready.eq(cmd_room), offset.eq(saved_offset)]
+                # at least 15 + MINMATCH bytes, longer than a beat
+                match_payload(length + byte, 1)
                 with m.If(take):
                     with m.If(byte == 255):
                         m.d.sync += length.eq(length + 255)
@@ -442,9 +450,7 @@ class LZ4Decompressor(wiring.Component):
                         with m.If(last):
                             fail(LZ4Error.TRUNCATED)
                     with m.Else():
-                        # at least 15 + MINMATCH bytes, longer than a beat
-                        push_match(length + byte, 1, exceeds(byte), end_pos + byte,
-                                   slack - byte)
+                        push_match(exceeds(byte), end_pos + byte, slack - byte)
 
             with m.State("CLOSE"):
                 # end the output packet; then drop the rest of the block's input
