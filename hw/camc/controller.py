@@ -303,11 +303,11 @@ class CAMCController(wiring.Component):
     Latency
     -------
     Write: the block's memory command issues after its last value, the bit-plane transpose
-    (``width + 3`` cycles), compression (about one cycle per raw byte) and the copy of its
+    (``width + 4`` cycles), compression (about one cycle per raw byte) and the copy of its
     stored bytes into the write queue (one cycle per stored byte). Read: words reach the lane
     from the memory, the first values leave after all of the block's plane bytes are
-    assembled (one compressed byte per cycle in the decompressor, raw group bytes one per
-    cycle) plus ``width + 3`` cycles.
+    assembled (one compressed byte per cycle in the decompressor, raw group bytes up to
+    ``output_bytes_per_cycle`` per cycle) plus ``width + 4`` cycles.
 
     Throughput
     ----------

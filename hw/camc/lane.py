@@ -154,16 +154,17 @@ class PlaneAssembler(wiring.Component):
         c_data = Signal(8 * n)
         c_count = Signal(range(n + 1))
         out_fire = self.o.valid & self.o.ready
-        c_take = c_valid & (level <= 2 * b)
+        room_ok = Signal(init=1)    # `level <= 2b`, as a register
+        c_take = c_valid & room_ok
         m.d.comb += [self.o.valid.eq(level >= b), self.o.payload.eq(buf[:8 * b])]
         shifted = Mux(out_fire, buf >> (8 * b), buf)
         base = Mux(out_fire, level - b, level)
         with m.If(c_take):
             placed = Array(c_data << (8 * k) for k in range(2 * b + 1))[base]
             m.d.sync += [buf.eq(shifted | placed),
-                         level.eq(base + c_count)]
+                         level.eq(base + c_count), room_ok.eq(base + c_count <= 2 * b)]
         with m.Elif(out_fire):
-            m.d.sync += [buf.eq(shifted), level.eq(level - b)]
+            m.d.sync += [buf.eq(shifted), level.eq(level - b), room_ok.eq(level - b <= 2 * b)]
 
         chunk = Signal(8 * n)
         chunk_count = Signal(range(n + 1))
@@ -172,19 +173,25 @@ class PlaneAssembler(wiring.Component):
         free = ~c_valid | c_take
         # `started` is only set for a group of a valid job (which stays until `o_done`)
         active = started
+        # the chunk on offer, chosen by registers only (mode and source), whether or not it
+        # is taken: the take decision then reaches only enables, not the data path below
+        with m.If(mode == 1):
+            m.d.comb += [chunk.eq(0), chunk_count.eq(n)]
+        with m.Elif(is_raw):
+            m.d.comb += [chunk.eq(self.i_raw.payload.data),
+                         chunk_count.eq(self.i_raw.payload.count),
+                         chunk_last.eq(self.i_raw.payload.last)]
+        with m.Else():
+            m.d.comb += [chunk.eq(self.i_lz4.payload.data),
+                         chunk_count.eq(self.i_lz4.payload.count),
+                         chunk_last.eq(self.i_lz4.payload.last)]
         with m.If(active & free & (rem_small != 0) & (mode == 0)):
             with m.If(is_raw):
-                m.d.comb += [self.i_raw.ready.eq(1), take.eq(self.i_raw.valid),
-                             chunk.eq(self.i_raw.payload.data),
-                             chunk_count.eq(self.i_raw.payload.count),
-                             chunk_last.eq(self.i_raw.payload.last)]
+                m.d.comb += [self.i_raw.ready.eq(1), take.eq(self.i_raw.valid)]
             with m.Else():
-                m.d.comb += [self.i_lz4.ready.eq(1), take.eq(self.i_lz4.valid),
-                             chunk.eq(self.i_lz4.payload.data),
-                             chunk_count.eq(self.i_lz4.payload.count),
-                             chunk_last.eq(self.i_lz4.payload.last)]
+                m.d.comb += [self.i_lz4.ready.eq(1), take.eq(self.i_lz4.valid)]
         with m.Elif(active & free & (rem_small != 0) & (mode == 1)):
-            m.d.comb += [take.eq(1), chunk.eq(0), chunk_count.eq(n)]
+            m.d.comb += take.eq(1)
         with m.Elif(active & (mode == 2)):
             # drop the rest of a decompressed packet that is longer than the group
             m.d.comb += self.i_lz4.ready.eq(1)
