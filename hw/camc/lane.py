@@ -320,13 +320,18 @@ class CAMCLane(wiring.Component):
             with m.Elif(~pad & self.i.payload.last):
                 m.d.sync += pad.eq(1)
 
-        # plane words -> bytes
-        m.d.comb += [to_bytes.i.valid.eq(split.o.valid),
-                     to_bytes.i.payload.data.eq(split.o.payload.data),
-                     to_bytes.i.payload.count.eq(split.o.payload.count),
-                     to_bytes.i.payload.first.eq(split.o.payload.first),
-                     to_bytes.i.payload.last.eq(split.o.payload.last),
-                     split.o.ready.eq(to_bytes.i.ready)]
+        # plane words -> bytes, through a skid buffer: the compressor's back-pressure then
+        # reaches only its registers, not the read enables of the split's block RAMs
+        m.submodules.plane_skid = plane_skid = SkidBuffer(
+            SkidBufferConfig(payload=split.o.payload.shape()))
+        wiring.connect(m, split.o, plane_skid.i)
+        planes = plane_skid.o
+        m.d.comb += [to_bytes.i.valid.eq(planes.valid),
+                     to_bytes.i.payload.data.eq(planes.payload.data),
+                     to_bytes.i.payload.count.eq(planes.payload.count),
+                     to_bytes.i.payload.first.eq(planes.payload.first),
+                     to_bytes.i.payload.last.eq(planes.payload.last),
+                     planes.ready.eq(to_bytes.i.ready)]
 
         # raw and compressed group buffers, same layout: group g at byte `group_offset[g]`
         block_bytes = cfg.block_bytes
