@@ -479,12 +479,26 @@ class MeadowEngine(wiring.Component):
         with m.Else():
             m.d.sync += cycles.eq(cycles + 1)
 
+        # one-hot copies of the states whose logic lies far from the sequencer, kept beside
+        # the state register: every transition sets them (each equals "the state is S"), and
+        # the far logic uses registered copies of them, one cycle late as a registered
+        # fsm.ongoing() would be; the state decode is then not shared with logic placed
+        # across the die (a shared decode LUT placed far away was the critical path)
+        at = {name: Signal(name=f"at_{name.lower()}")
+              for name in ("K_LOAD", "V_LOAD", "Q_LOAD", "QK", "S_STORE", "S_LOAD", "EXP", "NORM",
+                           "P_STORE", "P_LOAD", "PV", "O_STORE", "X_LOAD", "W_STREAM",
+                           "L_REQUANT")}
+
+        def goto(state):
+            m.next = state
+            m.d.sync += [flag.eq(name == state) for name, flag in at.items()]
+
         def issue(addr, length, write, next_state):
             m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
                          cmd.payload.length.eq(length), cmd.payload.write.eq(write)]
             with m.If(cmd.ready):
                 m.d.sync += [count.eq(0), rd_ready.eq(not write)]
-                m.next = next_state
+                goto(next_state)
 
         # the softmax pipelines' registers are written every cycle, not under the FSM state
         # (they carry data only behind the valid bits of their own pass): the state register
@@ -497,56 +511,52 @@ class MeadowEngine(wiring.Component):
         e_regs, probs = [], []
         # the divider's controls: running, and its first cycle (when the remainder starts
         # from 0 and the dividend's one bit shifts in), both flip-flops
-        div_run, div_first = Signal(), Signal()
+        div_run, div_first = Signal(name="div_run"), Signal(name="div_first")
         m.d.sync += div_first.eq(0)
 
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("IDLE"):
                 with m.If(take_desc):
                     nd = self.i_desc.payload
                     with m.If(bad):
-                        m.next = "DONE"
+                        goto("DONE")
                     with m.Elif(nd.op == OP_LINEAR):
-                        m.next = "L_GROUP"
+                        goto("L_GROUP")
                     with m.Else():
-                        m.next = "HEAD"
+                        goto("HEAD")
 
             # ============================ attention ==========================================
             with m.State("HEAD"):
                 with m.If(head == desc.heads):
-                    m.next = "DRAIN"
+                    goto("DRAIN")
                 with m.Elif(group_left == 0):
                     m.d.sync += group_left.eq(desc.group)
-                    m.next = "K_CMD"
+                    goto("K_CMD")
                 with m.Else():
                     m.d.sync += [t0.eq(0), tok_left.eq(desc.tokens)]
-                    m.next = "GROUP"
+                    goto("GROUP")
             with m.State("K_CMD"):
                 issue(k_addr, desc.keys, 0, "K_LOAD")
             with m.State("K_LOAD"):
-                m.d.comb += [k_wr.addr.eq(count),
-                             k_wr.data.eq(rdata.payload.data), k_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [k_addr.eq(k_addr + desc.keys), rd_ready.eq(0)]
-                        m.next = "V_CMD"
+                        goto("V_CMD")
             with m.State("V_CMD"):
                 issue(v_addr, desc.keys, 0, "V_LOAD")
             with m.State("V_LOAD"):
-                m.d.comb += [v_wr.addr.eq(count),
-                             v_wr.data.eq(rdata.payload.data), v_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [v_addr.eq(v_addr + desc.keys), rd_ready.eq(0), t0.eq(0),
                                      tok_left.eq(desc.tokens)]
-                        m.next = "GROUP"
+                        goto("GROUP")
             with m.State("GROUP"):
                 with m.If(tok_left <= 0):
                     m.d.sync += [head.eq(head + 1), group_left.eq(group_left - 1),
                                  q_addr.eq(q_addr + desc.tokens), o_addr.eq(o_addr + desc.tokens)]
-                    m.next = "HEAD"
+                    goto("HEAD")
                 with m.Else():
                     m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
                                  n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1)),
@@ -555,7 +565,7 @@ class MeadowEngine(wiring.Component):
                         m.d.sync += [lane_limit[p].eq(desc.q_offset + t0 + p),
                                      score_max[p].eq(-2 ** 31),
                                      exp_sum[p].eq(0)]
-                    m.next = "Q_CMD"
+                    goto("Q_CMD")
             with m.State("Q_CMD"):
                 issue(q_cur, n_tok, 0, "Q_LOAD")
             with m.State("Q_LOAD"):
@@ -564,7 +574,7 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == n_tok_m1):
                         m.d.sync += [count.eq(0), rd_ready.eq(0)]
-                        m.next = "QK"
+                        goto("QK")
 
             with m.State("QK"):
                 # 0: read K[j]; 1: K register; 2, 3: operands; 4, 5: products; 6: partial
@@ -574,29 +584,27 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += [v1.eq(1), j1.eq(count), count.eq(count + 1)]
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
-                    m.next = "QK_DONE"
+                    goto("QK_DONE")
             with m.State("QK_DONE"):
                 with m.If(desc.gemm):
-                    m.next = "S_STORE_CMD"
+                    goto("S_STORE_CMD")
                 with m.Else():
-                    m.next = "EXP"
+                    goto("EXP")
 
             with m.State("S_STORE_CMD"):
                 m.d.sync += [sv.eq(0), sv2.eq(0)]
                 issue(desc.s_base, desc.keys, 1, "S_STORE")
             with m.State("S_STORE"):
-                self._store_from(m, s_rd, count, sv, sv2, st_data, desc.keys, wdata,
+                self._store_from(m, goto, s_rd, count, sv, sv2, st_data, desc.keys, wdata,
                                  "S_LOAD_CMD")
             with m.State("S_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "S_LOAD")
             with m.State("S_LOAD"):
-                m.d.comb += [s_wr.addr.eq(count),
-                             s_wr.data.eq(rdata.payload.data[:32 * P]), s_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [count.eq(0), rd_ready.eq(0)]
-                        m.next = "EXP"
+                        goto("EXP")
 
             with m.State("EXP"):
                 # 0: read scores; then the stages numbered below; 10: store e, add to sum
@@ -637,14 +645,14 @@ class MeadowEngine(wiring.Component):
                 # (the stores of e and the sums are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += [count.eq(0), div_run.eq(1), div_first.eq(1)]
-                    m.next = "DIV"
+                    goto("DIV")
 
             with m.State("DIV"):
                 # (the divider runs after the FSM, behind div_run)
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == RECIP_BITS):
                     m.d.sync += [count.eq(0), div_run.eq(0)]
-                    m.next = "NORM"
+                    goto("NORM")
 
             with m.State("NORM"):
                 # 0: read e; 1: register it; 2: again (next to the DSP); 3: e * recip;
@@ -665,29 +673,27 @@ class MeadowEngine(wiring.Component):
                 # (the probability stores are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
-                    m.next = "NORM_DONE"
+                    goto("NORM_DONE")
             with m.State("NORM_DONE"):
                 m.d.sync += [sv.eq(0), sv2.eq(0)]
                 with m.If(desc.gemm):
-                    m.next = "P_STORE_CMD"
+                    goto("P_STORE_CMD")
                 with m.Else():
-                    m.next = "PV"
+                    goto("PV")
 
             with m.State("P_STORE_CMD"):
                 issue(desc.s_base, desc.keys, 1, "P_STORE")
             with m.State("P_STORE"):
-                self._store_from(m, p_rd, count, sv, sv2, st_data, desc.keys, wdata,
+                self._store_from(m, goto, p_rd, count, sv, sv2, st_data, desc.keys, wdata,
                                  "P_LOAD_CMD")
             with m.State("P_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "P_LOAD")
             with m.State("P_LOAD"):
-                m.d.comb += [p_wr.addr.eq(count),
-                             p_wr.data.eq(rdata.payload.data[:8 * P]), p_wr.en.eq(rdata.valid)]
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [count.eq(0), rd_ready.eq(0)]
-                        m.next = "PV"
+                        goto("PV")
 
             with m.State("PV"):
                 # 0: read probabilities and V[j]; 1: registers; 2, 3: operands; 4, 5:
@@ -697,7 +703,7 @@ class MeadowEngine(wiring.Component):
                 # (the operands and the accumulators are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
-                    m.next = "O_CMD"
+                    goto("O_CMD")
 
             with m.State("O_CMD"):
                 m.d.sync += [lane.eq(0), out_fed.eq(0), out_results.eq(0)]
@@ -707,35 +713,31 @@ class MeadowEngine(wiring.Component):
                                     rq_pre_v, rq_in, rq_done, rq_out, wdata, D)
                 with m.If(lane == n_tok):
                     m.d.sync += [t0.eq(t0 + P), tok_left.eq(tok_left - P)]
-                    m.next = "GROUP"
+                    goto("GROUP")
 
             # ============================== linear ===========================================
             with m.State("L_GROUP"):
                 with m.If(tok_left <= 0):
-                    m.next = "DRAIN"
+                    goto("DRAIN")
                 with m.Else():
                     m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
                                  n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1)),
                                  chunk.eq(0),
                                  x_addr.eq(desc.a_base + t0), w_addr.eq(desc.b_base),
                                  y_addr.eq(desc.d_base + t0), n_out.eq(0)]
-                    m.next = "X_CMD"
+                    goto("X_CMD")
             with m.State("X_CMD"):
                 issue(x_addr, n_tok, 0, "X_LOAD")
             with m.State("X_LOAD"):
-                m.d.comb += [x_wr.addr.eq(chunk),
-                             x_wr.data.eq(Cat(*[rdata.payload.data] * P))]
                 with m.If(rdata.valid):
-                    m.d.comb += x_wr.en.eq(1 << count[:max(1, (P - 1).bit_length())]
-                                           if P > 1 else 1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == n_tok_m1):
                         m.d.sync += [chunk.eq(chunk + 1), x_addr.eq(x_addr + desc.tokens),
                                      rd_ready.eq(0)]
                         with m.If(chunk == chunks_m1):
-                            m.next = "W_CMD"
+                            goto("W_CMD")
                         with m.Else():
-                            m.next = "X_CMD"
+                            goto("X_CMD")
             with m.State("W_CMD"):
                 for p in range(P):
                     m.d.sync += lin_acc[p].eq(0)
@@ -754,7 +756,7 @@ class MeadowEngine(wiring.Component):
                 # (the accumulators are driven after the FSM)
                 with m.If((count == desc.chunks) & ~pipe_busy):
                     m.d.sync += [count.eq(0), lane.eq(0), out_results.eq(0)]
-                    m.next = "L_REQUANT"
+                    goto("L_REQUANT")
             with m.State("L_REQUANT"):
                 m.d.comb += rq_in.eq(lin_pick)
                 with m.If(count < P):
@@ -766,14 +768,13 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += [n_out.eq(n_out + 1), w_addr.eq(w_addr + desc.chunks),
                                  count.eq(0)]
                     with m.If(lane_sel == D - 1):
-                        m.next = "Y_CMD"
+                        goto("Y_CMD")
                     with m.Else():
-                        m.next = "W_CMD"
+                        goto("W_CMD")
             with m.State("Y_CMD"):
                 issue(y_addr, n_tok, 1, "Y_STORE")
             with m.State("Y_STORE"):
-                m.d.comb += [wdata.valid.eq(1),
-                             wdata.payload.data.eq(_pick(ybuf, count))]
+                m.d.comb += wdata.valid.eq(1)
                 with m.If(wdata.ready):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == n_tok_m1):
@@ -781,18 +782,18 @@ class MeadowEngine(wiring.Component):
                         with m.If(n_out == Cat(Const(0, D.bit_length() - 1),
                                                desc.out_blocks)):
                             m.d.sync += [t0.eq(t0 + P), tok_left.eq(tok_left - P)]
-                            m.next = "L_GROUP"
+                            goto("L_GROUP")
                         with m.Else():
-                            m.next = "W_CMD"
+                            goto("W_CMD")
 
             with m.State("DRAIN"):
                 # the report follows the job's last write out of the port
                 with m.If(~self.mem.cmd.valid & ~self.mem.wdata.valid):
                     m.d.sync += done_r.eq(1)
-                    m.next = "DONE"
+                    goto("DONE")
             with m.State("DONE"):
                 with m.If(self.o_done.ready):
-                    m.next = "IDLE"
+                    goto("IDLE")
         m.d.sync += free_sync
         m.d.comb += free_comb
         for p in range(P):
@@ -802,11 +803,10 @@ class MeadowEngine(wiring.Component):
         # the PE operands are selected by flags registered from the state (one cycle late:
         # a pass's first operands arrive 2 cycles after it starts), so the state register
         # does not fan out to the operand multiplexers
-        in_qk, in_pv, in_w = Signal(), Signal(), Signal()
-        in_exp, in_norm = Signal(), Signal()
-        m.d.sync += [in_qk.eq(fsm.ongoing("QK")), in_pv.eq(fsm.ongoing("PV")),
-                     in_w.eq(fsm.ongoing("W_STREAM")), in_exp.eq(fsm.ongoing("EXP")),
-                     in_norm.eq(fsm.ongoing("NORM"))]
+        in_qk, in_pv, in_w = Signal(name="in_qk"), Signal(name="in_pv"), Signal(name="in_w")
+        in_exp, in_norm = Signal(name="in_exp"), Signal(name="in_norm")
+        m.d.sync += [in_qk.eq(at["QK"]), in_pv.eq(at["PV"]), in_w.eq(at["W_STREAM"]),
+                     in_exp.eq(at["EXP"]), in_norm.eq(at["NORM"])]
         # the same flags, with the passes' valid bits, control the score, e and
         # probability stores, the running max, the sums of e and the linear accumulators
         # (a pass's valid bits all come after its first cycle and end before its last)
@@ -832,8 +832,8 @@ class MeadowEngine(wiring.Component):
         # loaded behind flags and valid bits, not the state: the state register does not fan
         # out to their clock enables (a load's beats come after its first cycle, and the
         # requantiser's results after its first feed)
-        in_qload, in_lreq = Signal(), Signal()
-        m.d.sync += [in_qload.eq(fsm.ongoing("Q_LOAD")), in_lreq.eq(fsm.ongoing("L_REQUANT"))]
+        in_qload, in_lreq = Signal(name="in_qload"), Signal(name="in_lreq")
+        m.d.sync += [in_qload.eq(at["Q_LOAD"]), in_lreq.eq(at["L_REQUANT"])]
         with m.If(in_qload & rdata.valid):
             for p in range(P):
                 with m.If(count == p):
@@ -848,6 +848,33 @@ class MeadowEngine(wiring.Component):
                     for d in range(D):
                         with m.If(lane_sel == d):
                             m.d.sync += ybuf[p][8 * d:8 * d + 8].eq(rq_out)
+        # the buffers' write ports take the read data behind the flags of their loads (a load's
+        # beats come at least 3 cycles after its command: the port's skid buffers and the
+        # DRAM latency), and the write data is picked by the flags of the stores (the buffer
+        # stores and the output beats send their first beat 2 or more cycles into their
+        # state; the linear outputs, sent from their first cycle, are the default)
+        in_load = {name: Signal(name=f"in_{name.lower()}")
+                   for name in ("K_LOAD", "V_LOAD", "S_LOAD", "P_LOAD", "X_LOAD")}
+        in_buf_store, in_out_store = Signal(name="in_buf_store"), Signal(name="in_out_store")
+        m.d.sync += [flag.eq(at[name]) for name, flag in in_load.items()]
+        m.d.sync += [in_buf_store.eq(at["S_STORE"] | at["P_STORE"]),
+                     in_out_store.eq(at["O_STORE"])]
+        beat = rdata.valid
+        m.d.comb += [k_wr.addr.eq(count), k_wr.data.eq(rdata.payload.data),
+                     k_wr.en.eq(in_load["K_LOAD"] & beat),
+                     v_wr.addr.eq(count), v_wr.data.eq(rdata.payload.data),
+                     v_wr.en.eq(in_load["V_LOAD"] & beat),
+                     x_wr.addr.eq(chunk), x_wr.data.eq(Cat(*[rdata.payload.data] * P))]
+        with m.If(in_load["X_LOAD"] & beat):
+            m.d.comb += x_wr.en.eq(1 << count[:max(1, (P - 1).bit_length())] if P > 1 else 1)
+        with m.If(in_load["S_LOAD"] & beat):
+            m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(count),
+                         s_wr.data.eq(rdata.payload.data[:32 * P])]
+        with m.If(in_load["P_LOAD"] & beat):
+            m.d.comb += [p_wr.en.eq(1), p_wr.addr.eq(count),
+                         p_wr.data.eq(rdata.payload.data[:8 * P])]
+        m.d.comb += wdata.payload.data.eq(Mux(in_out_store, out_word,
+                                              Mux(in_buf_store, st_data, _pick(ybuf, count))))
         # restoring division 2**31 // sum, one quotient bit per cycle, MSB first
         with m.If(div_run):
             for p in range(P):
@@ -883,7 +910,7 @@ class MeadowEngine(wiring.Component):
         # products come 5 cycles later), accumulated behind valid bit 6; both controls come
         # straight from flip-flops (they fan out to all P * D accumulators)
         acc_clr = Signal()
-        m.d.sync += acc_clr.eq(fsm.ongoing("PV") & ~in_pv)
+        m.d.sync += acc_clr.eq(at["PV"] & ~in_pv)
         with m.If(acc_clr):
             for p in range(P):
                 for d in range(D):
@@ -895,13 +922,12 @@ class MeadowEngine(wiring.Component):
         return m
 
     @staticmethod
-    def _store_from(m, rd, count, sv, sv2, st_data, length, wdata, next_state):
+    def _store_from(m, goto, rd, count, sv, sv2, st_data, length, wdata, next_state):
         """Send words ``0 .. length-1`` of a buffer on ``wdata``, through two registers that
         advance together: the read port's data register (``sv``) and ``st_data`` (``sv2``),
         which drives ``wdata`` (block RAM data is slow out of the RAM: no logic behind it)."""
         take = ~sv2 | wdata.ready
-        m.d.comb += [rd.addr.eq(count), rd.en.eq(take), wdata.valid.eq(sv2),
-                     wdata.payload.data.eq(st_data)]
+        m.d.comb += [rd.addr.eq(count), rd.en.eq(take), wdata.valid.eq(sv2)]
         with m.If(take):
             m.d.sync += [st_data.eq(rd.data), sv2.eq(sv)]
             with m.If(count < length):
@@ -910,7 +936,7 @@ class MeadowEngine(wiring.Component):
                 m.d.sync += sv.eq(0)
                 with m.If(~sv):
                     m.d.sync += count.eq(0)
-                    m.next = next_state
+                    goto(next_state)
 
     @staticmethod
     def _requant_beats(m, picks, lane, fed, results, out_word, pre_v, rq_in, rq_done,
@@ -923,6 +949,6 @@ class MeadowEngine(wiring.Component):
             m.d.sync += [pre_v.eq(1), fed.eq(fed + 1)]
         with m.If(rq_done):
             m.d.sync += results.eq(results + 1)
-        m.d.comb += [wdata.valid.eq(results == D), wdata.payload.data.eq(out_word)]
+        m.d.comb += wdata.valid.eq(results == D)
         with m.If((results == D) & wdata.ready):
             m.d.sync += [lane.eq(lane + 1), fed.eq(0), results.eq(0)]
