@@ -7,11 +7,12 @@ allocation, reduced-precision reads, error kinds), command by command.
 from dataclasses import dataclass
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal
-from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.camc.bitplane import DEFAULT_PLANE_GROUPS, FORMATS
 
+from ..common.bram import PipelinedRAM, PipelinedRAMConfig
 from ..common.memory_port import (
     BlockRAMConfig,
     BlockRAMMemory,
@@ -445,10 +446,14 @@ class CAMCController(wiring.Component):
         lane_no = head.lane
         block = head.cmd.block
 
-        m.submodules.block_map = block_map = memory.Memory(
-            shape=cfg.map_layout, depth=cfg.blocks, init=[])
-        map_r = block_map.read_port()
-        map_w = block_map.write_port()
+        # the block map is a block RAM with its output register: read continuously at the
+        # head command's block, its entry is in `map_data` two cycles after the address
+        m.submodules.block_map = block_map = PipelinedRAM(PipelinedRAMConfig(
+            cfg.map_layout.size, cfg.blocks))
+        map_data = data.View(cfg.map_layout, block_map.r_data)
+        map_w = Signal(cfg.map_layout)
+        m.d.comb += [block_map.r_en.eq(1), block_map.r_oe.eq(1),
+                     block_map.w_data.eq(map_w)]
         mapped = Signal(cfg.blocks)
         alloc = Signal(cfg.mem_addr_width + 1)
         counters = Signal(cfg.counters_layout)
@@ -487,7 +492,8 @@ class CAMCController(wiring.Component):
         planes = Array(Const(p[1], range(cfg.width + 1)) for p in plans)[precision]
         keep = Array(Const(p[2], range(cfg.width + 1)) for p in plans)[precision]
 
-        m.d.comb += [map_r.addr.eq(block), map_w.addr.eq(block), write_status.w_data.eq(status)]
+        m.d.comb += [block_map.r_addr.eq(block), block_map.w_addr.eq(block),
+                     write_status.w_data.eq(status)]
         shift = cfg.mem_bytes.bit_length() - 1
 
         with m.FSM():
@@ -513,9 +519,8 @@ class CAMCController(wiring.Component):
                              self.mem.cmd.payload.write.eq(1)]
                 with m.If(~fits | self.mem.cmd.ready):
                     with m.If(fits):
-                        m.d.comb += [map_w.en.eq(1), map_w.data.addr.eq(alloc),
-                                     map_w.data.stored.eq(wreq.stored),
-                                     map_w.data.raw.eq(wreq.raw)]
+                        m.d.comb += [block_map.w_en.eq(1), map_w.addr.eq(alloc),
+                                     map_w.stored.eq(wreq.stored), map_w.raw.eq(wreq.raw)]
                         m.d.sync += [mapped.bit_select(block, 1).eq(1),
                                      alloc.eq(alloc + wreq.beats),
                                      counters.raw_written.eq(counters.raw_written
@@ -544,9 +549,11 @@ class CAMCController(wiring.Component):
                     m.d.comb += order.r_en.eq(1)
                     m.next = "IDLE"
             with m.State("MAP_READ"):
+                m.next = "MAP_WAIT"
+            with m.State("MAP_WAIT"):
                 m.next = "MAP_DATA"
             with m.State("MAP_DATA"):
-                m.d.sync += entry.eq(map_r.data)
+                m.d.sync += entry.eq(map_data)
                 m.next = "PLAN"
             with m.State("PLAN"):
                 total = sum(Mux(g < fetched, entry.stored[g], 0) for g in range(groups))
