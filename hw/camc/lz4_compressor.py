@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.bram import PipelinedRAM, PipelinedRAMConfig, RAMQueue, RAMQueueConfig
@@ -228,10 +227,7 @@ class LZ4Compressor(wiring.Component):
         verify_rd = [ram(f"verify_bank{k}", size // 4) for k in range(4)]
         for block in (ext_c_rd, ext_p_rd, *walk_rd, *verify_rd):
             m.d.comb += [block.r_en.eq(1), block.r_oe.eq(1)]
-        m.submodules.table = table = Memory(shape=aw, depth=1 << cfg.hash_bits,
-                                            init=[])
-        table_wr = table.write_port()
-        table_rd = table.read_port()  # not transparent: read before write
+        m.submodules.table = table = PipelinedRAM(PipelinedRAMConfig(aw, 1 << cfg.hash_bits))
 
         seq_layout = data.StructLayout({
             "lit_start": aw + 1, "lit_len": pos_shape, "offset": 16, "match_len": pos_shape,
@@ -359,15 +355,24 @@ class LZ4Compressor(wiring.Component):
         v5, pos5, word5 = stage("v5", v4), stage("pos5", pos4), stage("word5", word4)
         hash5 = stage("hash5", (prod_ll[16:] + prod_lh + prod_hl)[16 - cfg.hash_bits:16],
                       cfg.hash_bits)
-        m.d.comb += [table_rd.addr.eq(hash5), table_wr.addr.eq(hash5),
-                     table_wr.data.eq(pos5), table_wr.en.eq(v5)]
+        # Position q reads the table at its hash, then writes its own position there. The
+        # write is made a cycle later, from stage 6, so it never meets a read in the block
+        # RAM (a same-address read and write on DP16KD's two ports is undefined): when q+1
+        # reads the hash q is writing, q's position is forwarded instead of the read data.
         v6, pos6, word6 = stage("v6", v5), stage("pos6", pos5), stage("word6", word5)
+        hash6 = stage("hash6", hash5)
+        m.d.comb += [table.r_addr.eq(hash5), table.r_en.eq(1), table.r_oe.eq(1),
+                     table.w_addr.eq(hash6), table.w_data.eq(pos6), table.w_en.eq(v6)]
+        forward6 = stage("forward6", v6 & (hash5 == hash6))
         v7, pos7, word7 = stage("v7", v6), stage("pos7", pos6), stage("word7", word6)
-        cand7 = stage("cand7", table_rd.data, pos_shape)
+        forward7 = stage("forward7", forward6)
+        pos8 = Signal(pos_shape, name="pos8")
+        cand7 = Signal(pos_shape, name="cand7")
+        m.d.comb += cand7.eq(Mux(forward7, pos8[:aw], table.r_data))
         for port, addr in zip(verify_rd, _bank_addrs(cand7, aw), strict=True):
             m.d.comb += port.r_addr.eq(addr)
-        v8, pos8, word8, cand8 = (stage("v8", v7), stage("pos8", pos7), stage("word8", word7),
-                                  stage("cand8", cand7))
+        m.d.sync += pos8.eq(pos7)
+        v8, word8, cand8 = stage("v8", v7), stage("word8", word7), stage("cand8", cand7)
         in_range8 = stage("in_range8", (cand7 < pos7) & (pos7 - cand7 <= cfg.max_offset))
         v9, pos9, word9, cand9 = (stage("v9", v8), stage("pos9", pos8), stage("word9", word8),
                                   stage("cand9", cand8))
