@@ -384,10 +384,16 @@ class CAMCController(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), i_skid.i)
         values = i_skid.o
         for k, lane in enumerate(lanes):
+            # and one more per lane, so a lane's `i.ready` (the bit-plane split's) meets only
+            # registers beside it, and the routing logic here only registers too
+            value_skid = SkidBuffer(SkidBufferConfig(payload=cfg.value_layout))
+            m.submodules[f"value_skid{k}"] = value_skid
+            wiring.connect(m, value_skid.o, lane.i)
             sel = value_route.r_rdy & (value_route.r_data == k)
-            m.d.comb += [lane.i.payload.eq(values.payload), lane.i.valid.eq(values.valid & sel)]
+            m.d.comb += [value_skid.i.payload.eq(values.payload),
+                         value_skid.i.valid.eq(values.valid & sel)]
             with m.If(sel):
-                m.d.comb += values.ready.eq(lane.i.ready)
+                m.d.comb += values.ready.eq(value_skid.i.ready)
         m.d.comb += value_route.r_en.eq(values.valid & values.ready & values.payload.last)
 
         # read values back in command order
