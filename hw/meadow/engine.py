@@ -373,7 +373,7 @@ class MeadowEngine(wiring.Component):
         def visible(p, j):
             return (j <= lane_limit[p]) & (p < n_tok)
 
-        # the reciprocals, copied for the NORM multipliers (DIV ends 3 cycles before their use)
+        # the reciprocals, copied for the NORM multipliers
         recip_c = [Signal(17, name=f"recipc{p}") for p in range(P)]
         m.d.sync += [recip_c[p].eq(recip[p]) for p in range(P)]
 
@@ -485,7 +485,8 @@ class MeadowEngine(wiring.Component):
         # fsm.ongoing() would be; the state decode is then not shared with logic placed
         # across the die (a shared decode LUT placed far away was the critical path)
         at = {name: Signal(name=f"at_{name.lower()}")
-              for name in ("K_LOAD", "V_LOAD", "Q_LOAD", "QK", "S_STORE", "S_LOAD", "EXP", "NORM",
+              for name in ("K_LOAD", "V_LOAD", "Q_LOAD", "QK", "S_STORE", "S_LOAD", "EXP", "DIV",
+                           "NORM",
                            "P_STORE", "P_LOAD", "PV", "O_STORE", "X_LOAD", "W_STREAM",
                            "L_REQUANT")}
 
@@ -505,14 +506,15 @@ class MeadowEngine(wiring.Component):
         # then does not fan out to them
         free_sync, free_comb = [], []
         # rdata.ready is a flip-flop: set when a read command is issued, cleared with the
-        # burst's last beat (the loads take a beat every cycle)
+        # burst's last beat (the loads take a beat every cycle); the copy that drives the
+        # port is a cycle late (a read's first beat comes 3 or more cycles after its command,
+        # and the next read's 3 or more after the last one), so the flip-flop set by the
+        # sequencer stays beside it
         rd_ready = Signal()
-        m.d.comb += rdata.ready.eq(rd_ready)
+        rd_ready_far = Signal()
+        m.d.sync += rd_ready_far.eq(rd_ready)
+        m.d.comb += rdata.ready.eq(rd_ready_far)
         e_regs, probs = [], []
-        # the divider's controls: running, and its first cycle (when the remainder starts
-        # from 0 and the dividend's one bit shifts in), both flip-flops
-        div_run, div_first = Signal(name="div_run"), Signal(name="div_first")
-        m.d.sync += div_first.eq(0)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -558,13 +560,7 @@ class MeadowEngine(wiring.Component):
                                  q_addr.eq(q_addr + desc.tokens), o_addr.eq(o_addr + desc.tokens)]
                     goto("HEAD")
                 with m.Else():
-                    m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
-                                 n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1)),
-                                 q_cur.eq(q_addr + t0), o_cur.eq(o_addr + t0)]
-                    for p in range(P):
-                        m.d.sync += [lane_limit[p].eq(desc.q_offset + t0 + p),
-                                     score_max[p].eq(-2 ** 31),
-                                     exp_sum[p].eq(0)]
+                    m.d.sync += [q_cur.eq(q_addr + t0), o_cur.eq(o_addr + t0)]
                     goto("Q_CMD")
             with m.State("Q_CMD"):
                 issue(q_cur, n_tok, 0, "Q_LOAD")
@@ -595,7 +591,7 @@ class MeadowEngine(wiring.Component):
                 m.d.sync += [sv.eq(0), sv2.eq(0)]
                 issue(desc.s_base, desc.keys, 1, "S_STORE")
             with m.State("S_STORE"):
-                self._store_from(m, goto, s_rd, count, sv, sv2, st_data, desc.keys, wdata,
+                self._store_from(m, goto, s_rd, count, sv, sv2, desc.keys, wdata,
                                  "S_LOAD_CMD")
             with m.State("S_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "S_LOAD")
@@ -644,14 +640,14 @@ class MeadowEngine(wiring.Component):
                     e_regs.append(e_reg)
                 # (the stores of e and the sums are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
-                    m.d.sync += [count.eq(0), div_run.eq(1), div_first.eq(1)]
+                    m.d.sync += count.eq(0)
                     goto("DIV")
 
             with m.State("DIV"):
-                # (the divider runs after the FSM, behind div_run)
+                # (the divider runs after the FSM, a cycle behind the state)
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == RECIP_BITS):
-                    m.d.sync += [count.eq(0), div_run.eq(0)]
+                    m.d.sync += count.eq(0)
                     goto("NORM")
 
             with m.State("NORM"):
@@ -684,7 +680,7 @@ class MeadowEngine(wiring.Component):
             with m.State("P_STORE_CMD"):
                 issue(desc.s_base, desc.keys, 1, "P_STORE")
             with m.State("P_STORE"):
-                self._store_from(m, goto, p_rd, count, sv, sv2, st_data, desc.keys, wdata,
+                self._store_from(m, goto, p_rd, count, sv, sv2, desc.keys, wdata,
                                  "P_LOAD_CMD")
             with m.State("P_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "P_LOAD")
@@ -720,9 +716,7 @@ class MeadowEngine(wiring.Component):
                 with m.If(tok_left <= 0):
                     goto("DRAIN")
                 with m.Else():
-                    m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
-                                 n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1)),
-                                 chunk.eq(0),
+                    m.d.sync += [chunk.eq(0),
                                  x_addr.eq(desc.a_base + t0), w_addr.eq(desc.b_base),
                                  y_addr.eq(desc.d_base + t0), n_out.eq(0)]
                     goto("X_CMD")
@@ -739,13 +733,11 @@ class MeadowEngine(wiring.Component):
                         with m.Else():
                             goto("X_CMD")
             with m.State("W_CMD"):
-                for p in range(P):
-                    m.d.sync += lin_acc[p].eq(0)
                 issue(w_addr, desc.chunks, 0, "W_STREAM")
             with m.State("W_STREAM"):
                 # 0: take a weight beat, read the X chunk; 1: registers; 2, 3: operands;
                 # 4, 5: products; 6: partial sums; 7: dot products; 8: accumulate
-                with m.If(rdata.valid & rd_ready):
+                with m.If(rdata.valid & rdata.ready):
                     m.d.sync += [v1.eq(1), count.eq(count + 1)]
                     with m.If(count == chunks_m1):
                         m.d.sync += rd_ready.eq(0)
@@ -807,6 +799,16 @@ class MeadowEngine(wiring.Component):
         in_exp, in_norm = Signal(name="in_exp"), Signal(name="in_norm")
         m.d.sync += [in_qk.eq(at["QK"]), in_pv.eq(at["PV"]), in_w.eq(at["W_STREAM"]),
                      in_exp.eq(at["EXP"]), in_norm.eq(at["NORM"])]
+        # the running maxima and the sums of e are cleared by a registered pulse in the second
+        # cycle of Q·Kᵀ, the linear accumulators in the second cycle of the weight stream
+        # (their first updates come 8 cycles later), not by the sequencer's states before
+        qk_clr, w_clr = Signal(name="qk_clr"), Signal(name="w_clr")
+        m.d.sync += [qk_clr.eq(at["QK"] & ~in_qk), w_clr.eq(at["W_STREAM"] & ~in_w)]
+        # the group's token count and visibility limits follow t0 and tokens - t0 (set when
+        # a group ends, used from the next group's first command on) every cycle
+        m.d.sync += [n_tok.eq(Mux(tok_left > P, P, tok_left)),
+                     n_tok_m1.eq(Mux(tok_left > P, P - 1, tok_left - 1))]
+        m.d.sync += [lane_limit[p].eq(desc.q_offset + t0 + p) for p in range(P)]
         # the same flags, with the passes' valid bits, control the score, e and
         # probability stores, the running max, the sums of e and the linear accumulators
         # (a pass's valid bits all come after its first cycle and end before its last)
@@ -816,7 +818,9 @@ class MeadowEngine(wiring.Component):
         for p in range(P):
             m.d.sync += max_cand[p].eq(Mux(in_qk & valid[8] & visible(p, tag[8]), tree[p],
                                            -2 ** 31))
-            with m.If(max_cand[p] > score_max[p]):                                # QK 9
+            with m.If(qk_clr):
+                m.d.sync += [score_max[p].eq(-2 ** 31), exp_sum[p].eq(0)]
+            with m.Elif(max_cand[p] > score_max[p]):                              # QK 9
                 m.d.sync += score_max[p].eq(max_cand[p])
         with m.If(in_exp & valid[10]):                                            # EXP 10
             m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[10]),
@@ -825,7 +829,10 @@ class MeadowEngine(wiring.Component):
                 m.d.sync += exp_sum[p].eq(exp_sum[p] + e_regs[p])
         with m.If(in_norm & valid[5]):                                            # NORM 5
             m.d.comb += [p_wr.en.eq(1), p_wr.addr.eq(tag[5]), p_wr.data.eq(Cat(*probs))]
-        with m.If(in_w & valid[8]):                                               # W 8
+        with m.If(w_clr):
+            for p in range(P):
+                m.d.sync += lin_acc[p].eq(0)
+        with m.Elif(in_w & valid[8]):                                             # W 8
             for p in range(P):
                 m.d.sync += lin_acc[p].eq(lin_acc[p] + tree[p])
         # the Q registers, the weight register, the output word and the linear outputs are
@@ -873,9 +880,20 @@ class MeadowEngine(wiring.Component):
         with m.If(in_load["P_LOAD"] & beat):
             m.d.comb += [p_wr.en.eq(1), p_wr.addr.eq(count),
                          p_wr.data.eq(rdata.payload.data[:8 * P])]
+        # the store register loads outside the stores too (harmless: it is only sent behind
+        # sv2), so only the flag of the probability store, not the state, reaches it
+        in_p_store = Signal(name="in_p_store")
+        m.d.sync += in_p_store.eq(at["P_STORE"])
+        with m.If(~sv2 | wdata.ready):
+            m.d.sync += st_data.eq(Mux(in_p_store, p_rd.data, s_rd.data))
         m.d.comb += wdata.payload.data.eq(Mux(in_out_store, out_word,
                                               Mux(in_buf_store, st_data, _pick(ybuf, count))))
-        # restoring division 2**31 // sum, one quotient bit per cycle, MSB first
+        # restoring division 2**31 // sum, one quotient bit per cycle, MSB first, run a cycle
+        # behind the DIV state by flags: running, and its first cycle (when the remainder
+        # starts from 0 and the dividend's one bit shifts in); the last quotient bit lands in
+        # NORM's first cycle, 2 cycles before the NORM multipliers take the reciprocals
+        div_run, div_first = Signal(name="div_run"), Signal(name="div_first")
+        m.d.sync += [div_run.eq(at["DIV"]), div_first.eq(at["DIV"] & ~div_run)]
         with m.If(div_run):
             for p in range(P):
                 shifted_rem = Cat(div_first, Mux(div_first, 0, remainder[p][:32]))
@@ -922,14 +940,15 @@ class MeadowEngine(wiring.Component):
         return m
 
     @staticmethod
-    def _store_from(m, goto, rd, count, sv, sv2, st_data, length, wdata, next_state):
+    def _store_from(m, goto, rd, count, sv, sv2, length, wdata, next_state):
         """Send words ``0 .. length-1`` of a buffer on ``wdata``, through two registers that
-        advance together: the read port's data register (``sv``) and ``st_data`` (``sv2``),
-        which drives ``wdata`` (block RAM data is slow out of the RAM: no logic behind it)."""
+        advance together: the read port's data register (``sv``) and ``st_data`` (``sv2``,
+        loaded after the FSM), which drives ``wdata`` (block RAM data is slow out of the RAM:
+        no logic behind it)."""
         take = ~sv2 | wdata.ready
         m.d.comb += [rd.addr.eq(count), rd.en.eq(take), wdata.valid.eq(sv2)]
         with m.If(take):
-            m.d.sync += [st_data.eq(rd.data), sv2.eq(sv)]
+            m.d.sync += sv2.eq(sv)
             with m.If(count < length):
                 m.d.sync += [sv.eq(1), count.eq(count + 1)]
             with m.Else():
