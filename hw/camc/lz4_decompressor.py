@@ -256,6 +256,8 @@ class LZ4Decompressor(wiring.Component):
         final = Signal()                           # `length == 1` in LITERAL
         offset_lo = Signal(8)
         offset_lo_above = Signal()                 # offset_lo > pos[:8]
+        offset_lo_zero = Signal()                  # offset_lo == 0
+        short_too_long = Signal()                  # token[:4] + MINMATCH > room
         offset = Signal(16)
         saved_offset = Signal(16)                  # kept from OFFSET_HI for MATCH_LENGTH
 
@@ -410,7 +412,11 @@ class LZ4Decompressor(wiring.Component):
             with m.State("OFFSET_LO"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(take):
-                    m.d.sync += [offset_lo.eq(byte), offset_lo_above.eq(byte > pos[:8])]
+                    # what OFFSET_HI checks of `pos`, `room` and the low byte, worked out here
+                    # (they hold still until then), so its push decision is short
+                    m.d.sync += [offset_lo.eq(byte), offset_lo_above.eq(byte > pos[:8]),
+                                 offset_lo_zero.eq(byte == 0),
+                                 short_too_long.eq(token[:4] + MINMATCH > room)]
                     with m.If(last):
                         fail(LZ4Error.TRUNCATED)
                     with m.Else():
@@ -424,7 +430,7 @@ class LZ4Decompressor(wiring.Component):
                 match_payload(short_len, short_len > n)
                 with m.If(take):
                     m.d.sync += saved_offset.eq(value)
-                    with m.If(value == 0):
+                    with m.If(offset_lo_zero & (byte == 0)):
                         fail(LZ4Error.OFFSET_ZERO)
                     # `value > pos` from 8-bit compares: `pos` holds still since OFFSET_LO
                     with m.Elif((byte > pos[8:]) | ((byte == pos[8:]) & offset_lo_above)):
@@ -436,7 +442,7 @@ class LZ4Decompressor(wiring.Component):
                         with m.Else():
                             m.next = "MATCH_LENGTH"
                     with m.Else():
-                        push_match(short_len > room, pos + short_len, room - short_len)
+                        push_match(short_too_long, pos + short_len, room - short_len)
 
             with m.State("MATCH_LENGTH"):
                 # `length` already counts MINMATCH; past `room` its value no longer matters
