@@ -17,6 +17,7 @@ lanes, padded to a beat) and reads it back, then the same for the probability wo
 (``pes`` uint8 lanes).
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from amaranth.hdl import (
@@ -480,19 +481,31 @@ class MeadowEngine(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
 
         # one-hot copies of the states whose logic lies far from the sequencer, kept beside
-        # the state register: every transition sets them (each equals "the state is S"), and
-        # the far logic uses registered copies of them, one cycle late as a registered
-        # fsm.ongoing() would be; the state decode is then not shared with logic placed
-        # across the die (a shared decode LUT placed far away was the critical path)
+        # the state register: set by the transitions into the state and cleared by those
+        # out of it (each equals "the state is S"), and the far logic uses registered copies
+        # of them, one cycle late as a registered fsm.ongoing() would be; the state decode is
+        # then not shared with logic placed across the die (a shared decode LUT placed far
+        # away was the critical path), and each flag depends on its own transitions only
         at = {name: Signal(name=f"at_{name.lower()}")
               for name in ("K_LOAD", "V_LOAD", "Q_LOAD", "QK", "S_STORE", "S_LOAD", "EXP", "DIV",
                            "NORM",
                            "P_STORE", "P_LOAD", "PV", "O_STORE", "X_LOAD", "W_STREAM",
                            "L_REQUANT")}
 
-        def goto(state):
-            m.next = state
-            m.d.sync += [flag.eq(name == state) for name, flag in at.items()]
+        current = [None]
+
+        @contextmanager
+        def state(name):
+            current[0] = name
+            with m.State(name):
+                yield
+
+        def goto(target):
+            m.next = target
+            if target in at:
+                m.d.sync += at[target].eq(1)
+            if current[0] in at and target != current[0]:
+                m.d.sync += at[current[0]].eq(0)
 
         def issue(addr, length, write, next_state):
             m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
@@ -517,7 +530,7 @@ class MeadowEngine(wiring.Component):
         e_regs, probs = [], []
 
         with m.FSM():
-            with m.State("IDLE"):
+            with state("IDLE"):
                 with m.If(take_desc):
                     nd = self.i_desc.payload
                     with m.If(bad):
@@ -528,7 +541,7 @@ class MeadowEngine(wiring.Component):
                         goto("HEAD")
 
             # ============================ attention ==========================================
-            with m.State("HEAD"):
+            with state("HEAD"):
                 with m.If(head == desc.heads):
                     goto("DRAIN")
                 with m.Elif(group_left == 0):
@@ -537,24 +550,24 @@ class MeadowEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [t0.eq(0), tok_left.eq(desc.tokens)]
                     goto("GROUP")
-            with m.State("K_CMD"):
+            with state("K_CMD"):
                 issue(k_addr, desc.keys, 0, "K_LOAD")
-            with m.State("K_LOAD"):
+            with state("K_LOAD"):
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [k_addr.eq(k_addr + desc.keys), rd_ready.eq(0)]
                         goto("V_CMD")
-            with m.State("V_CMD"):
+            with state("V_CMD"):
                 issue(v_addr, desc.keys, 0, "V_LOAD")
-            with m.State("V_LOAD"):
+            with state("V_LOAD"):
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [v_addr.eq(v_addr + desc.keys), rd_ready.eq(0), t0.eq(0),
                                      tok_left.eq(desc.tokens)]
                         goto("GROUP")
-            with m.State("GROUP"):
+            with state("GROUP"):
                 with m.If(tok_left <= 0):
                     m.d.sync += [head.eq(head + 1), group_left.eq(group_left - 1),
                                  q_addr.eq(q_addr + desc.tokens), o_addr.eq(o_addr + desc.tokens)]
@@ -562,9 +575,9 @@ class MeadowEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [q_cur.eq(q_addr + t0), o_cur.eq(o_addr + t0)]
                     goto("Q_CMD")
-            with m.State("Q_CMD"):
+            with state("Q_CMD"):
                 issue(q_cur, n_tok, 0, "Q_LOAD")
-            with m.State("Q_LOAD"):
+            with state("Q_LOAD"):
                 # (the Q registers are loaded after the FSM)
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
@@ -572,7 +585,7 @@ class MeadowEngine(wiring.Component):
                         m.d.sync += [count.eq(0), rd_ready.eq(0)]
                         goto("QK")
 
-            with m.State("QK"):
+            with state("QK"):
                 # 0: read K[j]; 1: K register; 2, 3: operands; 4, 5: products; 6: partial
                 # sums; 7: dot products; 8: store the scores, max candidates; 9: running max
                 # (the score stores and the running max are driven after the FSM)
@@ -581,28 +594,28 @@ class MeadowEngine(wiring.Component):
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     goto("QK_DONE")
-            with m.State("QK_DONE"):
+            with state("QK_DONE"):
                 with m.If(desc.gemm):
                     goto("S_STORE_CMD")
                 with m.Else():
                     goto("EXP")
 
-            with m.State("S_STORE_CMD"):
+            with state("S_STORE_CMD"):
                 m.d.sync += [sv.eq(0), sv2.eq(0)]
                 issue(desc.s_base, desc.keys, 1, "S_STORE")
-            with m.State("S_STORE"):
+            with state("S_STORE"):
                 self._store_from(m, goto, s_rd, count, sv, sv2, desc.keys, wdata,
                                  "S_LOAD_CMD")
-            with m.State("S_LOAD_CMD"):
+            with state("S_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "S_LOAD")
-            with m.State("S_LOAD"):
+            with state("S_LOAD"):
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [count.eq(0), rd_ready.eq(0)]
                         goto("EXP")
 
-            with m.State("EXP"):
+            with state("EXP"):
                 # 0: read scores; then the stages numbered below; 10: store e, add to sum
                 # (the multiplier has a second register on each side, as in the PEs)
                 with m.If(count < desc.keys):
@@ -643,14 +656,14 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += count.eq(0)
                     goto("DIV")
 
-            with m.State("DIV"):
+            with state("DIV"):
                 # (the divider runs after the FSM, a cycle behind the state)
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == RECIP_BITS):
                     m.d.sync += count.eq(0)
                     goto("NORM")
 
-            with m.State("NORM"):
+            with state("NORM"):
                 # 0: read e; 1: register it; 2: again (next to the DSP); 3: e * recip;
                 # 4: register the product again; 5: store the probability
                 with m.If(count < desc.keys):
@@ -670,28 +683,28 @@ class MeadowEngine(wiring.Component):
                 with m.If((count == desc.keys) & ~pipe_busy):
                     m.d.sync += count.eq(0)
                     goto("NORM_DONE")
-            with m.State("NORM_DONE"):
+            with state("NORM_DONE"):
                 m.d.sync += [sv.eq(0), sv2.eq(0)]
                 with m.If(desc.gemm):
                     goto("P_STORE_CMD")
                 with m.Else():
                     goto("PV")
 
-            with m.State("P_STORE_CMD"):
+            with state("P_STORE_CMD"):
                 issue(desc.s_base, desc.keys, 1, "P_STORE")
-            with m.State("P_STORE"):
+            with state("P_STORE"):
                 self._store_from(m, goto, p_rd, count, sv, sv2, desc.keys, wdata,
                                  "P_LOAD_CMD")
-            with m.State("P_LOAD_CMD"):
+            with state("P_LOAD_CMD"):
                 issue(desc.s_base, desc.keys, 0, "P_LOAD")
-            with m.State("P_LOAD"):
+            with state("P_LOAD"):
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == keys_m1):
                         m.d.sync += [count.eq(0), rd_ready.eq(0)]
                         goto("PV")
 
-            with m.State("PV"):
+            with state("PV"):
                 # 0: read probabilities and V[j]; 1: registers; 2, 3: operands; 4, 5:
                 # products; 6: accumulate
                 with m.If(count < desc.keys):
@@ -701,10 +714,10 @@ class MeadowEngine(wiring.Component):
                     m.d.sync += count.eq(0)
                     goto("O_CMD")
 
-            with m.State("O_CMD"):
+            with state("O_CMD"):
                 m.d.sync += [lane.eq(0), out_fed.eq(0), out_results.eq(0)]
                 issue(o_cur, n_tok, 1, "O_STORE")
-            with m.State("O_STORE"):
+            with state("O_STORE"):
                 self._requant_beats(m, acc_pick, lane, out_fed, out_results, out_word,
                                     rq_pre_v, rq_in, rq_done, rq_out, wdata, D)
                 with m.If(lane == n_tok):
@@ -712,7 +725,7 @@ class MeadowEngine(wiring.Component):
                     goto("GROUP")
 
             # ============================== linear ===========================================
-            with m.State("L_GROUP"):
+            with state("L_GROUP"):
                 with m.If(tok_left <= 0):
                     goto("DRAIN")
                 with m.Else():
@@ -720,9 +733,9 @@ class MeadowEngine(wiring.Component):
                                  x_addr.eq(desc.a_base + t0), w_addr.eq(desc.b_base),
                                  y_addr.eq(desc.d_base + t0), n_out.eq(0)]
                     goto("X_CMD")
-            with m.State("X_CMD"):
+            with state("X_CMD"):
                 issue(x_addr, n_tok, 0, "X_LOAD")
-            with m.State("X_LOAD"):
+            with state("X_LOAD"):
                 with m.If(rdata.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == n_tok_m1):
@@ -732,9 +745,9 @@ class MeadowEngine(wiring.Component):
                             goto("W_CMD")
                         with m.Else():
                             goto("X_CMD")
-            with m.State("W_CMD"):
+            with state("W_CMD"):
                 issue(w_addr, desc.chunks, 0, "W_STREAM")
-            with m.State("W_STREAM"):
+            with state("W_STREAM"):
                 # 0: take a weight beat, read the X chunk; 1: registers; 2, 3: operands;
                 # 4, 5: products; 6: partial sums; 7: dot products; 8: accumulate
                 with m.If(rdata.valid & rdata.ready):
@@ -749,7 +762,7 @@ class MeadowEngine(wiring.Component):
                 with m.If((count == desc.chunks) & ~pipe_busy):
                     m.d.sync += [count.eq(0), lane.eq(0), out_results.eq(0)]
                     goto("L_REQUANT")
-            with m.State("L_REQUANT"):
+            with state("L_REQUANT"):
                 m.d.comb += rq_in.eq(lin_pick)
                 with m.If(count < P):
                     m.d.sync += [rq_pre_v.eq(1), count.eq(count + 1)]
@@ -763,9 +776,9 @@ class MeadowEngine(wiring.Component):
                         goto("Y_CMD")
                     with m.Else():
                         goto("W_CMD")
-            with m.State("Y_CMD"):
+            with state("Y_CMD"):
                 issue(y_addr, n_tok, 1, "Y_STORE")
-            with m.State("Y_STORE"):
+            with state("Y_STORE"):
                 m.d.comb += wdata.valid.eq(1)
                 with m.If(wdata.ready):
                     m.d.sync += count.eq(count + 1)
@@ -778,12 +791,12 @@ class MeadowEngine(wiring.Component):
                         with m.Else():
                             goto("W_CMD")
 
-            with m.State("DRAIN"):
+            with state("DRAIN"):
                 # the report follows the job's last write out of the port
                 with m.If(~self.mem.cmd.valid & ~self.mem.wdata.valid):
                     m.d.sync += done_r.eq(1)
                     goto("DONE")
-            with m.State("DONE"):
+            with state("DONE"):
                 with m.If(self.o_done.ready):
                     goto("IDLE")
         m.d.sync += free_sync
