@@ -255,13 +255,24 @@ class BitplaneSplit(wiring.Component):
                     wb.eq(~wb),
                 ]
 
+        # A taken beat waits a cycle in stage S (registers beside the input) before it is
+        # written into `gather`, whose rows are spread wide: the take then reaches only S's
+        # enables. A tile may move while its last beat is still in S: the move reads each row
+        # through S (the beat in S, or zero for a row that S's row 0 clears), and at a move S
+        # holds nothing or a beat of the moving tile (`i.ready` takes the next tile's first
+        # beat only in the cycle of the move or after it).
+        s_valid = Signal()
+        s_data = Signal(word)
+        s_row = Signal(range(W))
+        rows = [Mux(s_valid & (s_row == r), s_data,
+                    Mux(s_valid & (s_row == 0), 0, gather[r])) for r in range(W)]
         with m.If(move_now):
             for s in range(W):
                 plane = W - 1 - s
                 bits = []
                 for b in range(word):
                     q = _bit_in_word(b)
-                    bits.append(gather[q // V][(q % V) * W + plane])
+                    bits.append(rows[q // V][(q % V) * W + plane])
                 m.d.sync += planes[s].eq(Cat(*bits))
             m.d.sync += [
                 planes_left.eq(W),
@@ -275,13 +286,18 @@ class BitplaneSplit(wiring.Component):
         at_block_end = (tile == G - 1) & (row == rows_in_last_tile - 1)
         block_end = self.i.payload.last | at_block_end
         tile_done = (row == W - 1) | block_end
-        with m.If(self.i.valid & self.i.ready):
+        take = self.i.valid & self.i.ready
+        m.d.sync += s_valid.eq(take)
+        with m.If(take):
+            m.d.sync += [s_data.eq(self.i.payload.data), s_row.eq(row)]
+        with m.If(s_valid):
             # row 0 clears the rest, so a short tile reads zeros past its last beat
             for r in range(W):
-                with m.If(row == r):
-                    m.d.sync += gather[r].eq(self.i.payload.data)
-                with m.Elif(row == 0):
+                with m.If(s_row == r):
+                    m.d.sync += gather[r].eq(s_data)
+                with m.Elif(s_row == 0):
                     m.d.sync += gather[r].eq(0)
+        with m.If(take):
             with m.If(tile_done):
                 m.d.sync += [
                     row.eq(0),
