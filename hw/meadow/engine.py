@@ -374,6 +374,14 @@ class MeadowEngine(wiring.Component):
         def visible(p, j):
             return (j <= lane_limit[p]) & (p < n_tok)
 
+        # key visibility per PE, compared a stage ahead into registers (the compare in front
+        # of the running max's candidate was the critical path): vis8[p] is visible(p, tag[8])
+        # and vis9[p] visible(p, tag[9]) (the limits hold still during a pass)
+        vis8 = [Signal(name=f"vis8_{p}") for p in range(P)]
+        vis9 = [Signal(name=f"vis9_{p}") for p in range(P)]
+        for p in range(P):
+            m.d.sync += [vis8[p].eq(visible(p, tag[7])), vis9[p].eq(vis8[p])]
+
         # the reciprocals, copied for the NORM multipliers
         recip_c = [Signal(17, name=f"recipc{p}") for p in range(P)]
         m.d.sync += [recip_c[p].eq(recip[p]) for p in range(P)]
@@ -649,7 +657,7 @@ class MeadowEngine(wiring.Component):
                     free_comb.append(index.eq(Mux(shifted[9:].any(), EXP_ENTRIES - 1,
                                                   shifted)))
                     free_comb.append(lut_rd[p].addr.eq(index))                    # 9: data
-                    free_sync.append(e_reg.eq(Mux(visible(p, tag[9]), lut_rd[p].data, 0)))  # 10
+                    free_sync.append(e_reg.eq(Mux(vis9[p], lut_rd[p].data, 0)))  # 10
                     e_regs.append(e_reg)
                 # (the stores of e and the sums are driven after the FSM)
                 with m.If((count == desc.keys) & ~pipe_busy):
@@ -829,8 +837,7 @@ class MeadowEngine(wiring.Component):
             m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(tag[8]),
                          s_wr.data.eq(Cat(*[t.as_unsigned() for t in tree]))]
         for p in range(P):
-            m.d.sync += max_cand[p].eq(Mux(in_qk & valid[8] & visible(p, tag[8]), tree[p],
-                                           -2 ** 31))
+            m.d.sync += max_cand[p].eq(Mux(in_qk & valid[8] & vis8[p], tree[p], -2 ** 31))
             with m.If(qk_clr):
                 m.d.sync += [score_max[p].eq(-2 ** 31), exp_sum[p].eq(0)]
             with m.Elif(max_cand[p] > score_max[p]):                              # QK 9
