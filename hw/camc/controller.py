@@ -433,6 +433,10 @@ class CAMCController(wiring.Component):
             SkidBufferConfig(payload=port.write_layout))
         wiring.connect(m, wiring.flipped(self.mem.rdata), rdata_skid.i)
         wiring.connect(m, wdata_skid.o, wiring.flipped(self.mem.wdata))
+        # and on the command path: the sequencer's issue decisions see only its registers
+        m.submodules.mcmd_skid = mcmd_skid = SkidBuffer(
+            SkidBufferConfig(payload=self.mem.cmd.payload.shape()))
+        wiring.connect(m, mcmd_skid.o, wiring.flipped(self.mem.cmd))
         rdata = rdata_skid.o
         for k, lane in enumerate(lanes):
             sel = read_route.r_rdy & (read_route.r_data == k)
@@ -442,10 +446,12 @@ class CAMCController(wiring.Component):
                 m.d.comb += rdata.ready.eq(lane.i_rdata.ready)
         m.d.comb += read_route.r_en.eq(rdata.valid & rdata.ready & rdata.payload.last)
 
-        self._sequencer(m, lanes, order, cmd_layout, read_route, write_status, wdata_skid.i)
+        self._sequencer(m, lanes, order, cmd_layout, read_route, write_status, wdata_skid.i,
+                        mcmd_skid.i)
         return m
 
-    def _sequencer(self, m, lanes, order, cmd_layout, read_route, write_status, wdata):
+    def _sequencer(self, m, lanes, order, cmd_layout, read_route, write_status, wdata,
+                   mem_cmd):
         cfg = self.cfg
         groups = cfg.groups_count
         head = data.View(cmd_layout, order.r_data)
@@ -519,11 +525,11 @@ class CAMCController(wiring.Component):
                 m.d.sync += fits.eq(alloc + wreq.beats <= cfg.memory_words)
                 m.next = "WRITE_CMD"
             with m.State("WRITE_CMD"):
-                m.d.comb += [self.mem.cmd.valid.eq(fits),
-                             self.mem.cmd.payload.addr.eq(alloc),
-                             self.mem.cmd.payload.length.eq(wreq.beats),
-                             self.mem.cmd.payload.write.eq(1)]
-                with m.If(~fits | self.mem.cmd.ready):
+                m.d.comb += [mem_cmd.valid.eq(fits),
+                             mem_cmd.payload.addr.eq(alloc),
+                             mem_cmd.payload.length.eq(wreq.beats),
+                             mem_cmd.payload.write.eq(1)]
+                with m.If(~fits | mem_cmd.ready):
                     with m.If(fits):
                         m.d.comb += [block_map.w_en.eq(1), map_w.addr.eq(alloc),
                                      map_w.stored.eq(wreq.stored), map_w.raw.eq(wreq.raw)]
@@ -552,8 +558,7 @@ class CAMCController(wiring.Component):
             with m.State("WRITE_STATUS"):
                 m.d.comb += write_status.w_en.eq(1)
                 with m.If(write_status.w_rdy):
-                    m.d.comb += order.r_en.eq(1)
-                    m.next = "IDLE"
+                    m.next = "POP"
             with m.State("MAP_READ"):
                 m.next = "MAP_WAIT"
             with m.State("MAP_WAIT"):
@@ -577,21 +582,25 @@ class CAMCController(wiring.Component):
                 m.d.comb += [lane_job.valid.eq(1), lane_job.payload.eq(job)]
                 with m.If(lane_job.ready):
                     with m.If(job.unmapped):
-                        m.d.comb += order.r_en.eq(1)
-                        m.next = "IDLE"
+                        m.next = "POP"
                     with m.Else():
                         m.next = "READ_CMD"
             with m.State("READ_CMD"):
-                m.d.comb += [self.mem.cmd.valid.eq(read_route.w_rdy),
-                             self.mem.cmd.payload.addr.eq(entry.addr),
-                             self.mem.cmd.payload.length.eq(job.beats),
+                m.d.comb += [mem_cmd.valid.eq(read_route.w_rdy),
+                             mem_cmd.payload.addr.eq(entry.addr),
+                             mem_cmd.payload.length.eq(job.beats),
                              read_route.w_data.eq(lane_no)]
-                with m.If(self.mem.cmd.valid & self.mem.cmd.ready):
-                    m.d.comb += [read_route.w_en.eq(1), order.r_en.eq(1)]
+                with m.If(mem_cmd.valid & mem_cmd.ready):
+                    m.d.comb += read_route.w_en.eq(1)
                     m.d.sync += [counters.raw_read.eq(counters.raw_read + cfg.block_bytes),
                                  counters.stored_read.eq(counters.stored_read
                                                          + (job.beats << shift))]
-                    m.next = "IDLE"
+                    m.next = "POP"
+            with m.State("POP"):
+                # the command at the head is done: its pop comes from the state register
+                # alone, not from the decisions that ended it
+                m.d.comb += order.r_en.eq(1)
+                m.next = "IDLE"
 
 
 class CAMCSystem(wiring.Component):
