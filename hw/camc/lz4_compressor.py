@@ -167,7 +167,7 @@ class LZ4Compressor(wiring.Component):
 
     Latency
     -------
-    Position ``q`` is issued once byte ``q + 11`` has arrived and reaches the matcher 12 cycles
+    Position ``q`` is issued once byte ``q + 11`` has arrived and reaches the matcher 13 cycles
     later, so an extension trails reception by about 20 bytes. The first ``o`` byte (the
     token) leaves about 6 cycles after the first sequence has been queued: about 21 cycles
     after ``last`` for a block without matches, about 27 for an all-zero block (one match up
@@ -321,7 +321,8 @@ class LZ4Compressor(wiring.Component):
         # every q does its table read and write, so c(q) and hit(q) are functions of the data
         # alone. The matcher pops (q, c(q), hit(q)) in order and ignores the positions inside a
         # match. Stages (registers): raw bank bytes, word, partial products, hash, table
-        # read/write, candidate, candidate range check, candidate bank bytes, hit.
+        # read/write, candidate, candidate range check, candidate bank bytes, candidate word,
+        # hit.
         next_pos = Signal(pos_shape)   # next position the candidate unit issues
         cand_layout = data.StructLayout({"pos": pos_shape, "cand": pos_shape, "hit": 1})
         m.submodules.cand_fifo = cand_fifo = fifo.SyncFIFOBuffered(
@@ -379,11 +380,16 @@ class LZ4Compressor(wiring.Component):
         in_range9 = stage("in_range9", in_range8)
         raw9 = Cat(*(port.r_data for port in verify_rd))         # the banks' output registers
         cand_word9 = _bank_word([raw9[8 * k:8 * k + 8] for k in range(4)], cand9[:2])
+        # the candidate's word is aligned into a register before the compare (the banks may
+        # sit far from this logic)
         v10, pos10, cand10 = stage("v10", v9), stage("pos10", pos9), stage("cand10", cand9)
-        hit10 = stage("hit10", in_range9 & (cand_word9 == word9))
+        word10, in_range10 = stage("word10", word9), stage("in_range10", in_range9)
+        cand_word10 = stage("cand_word10", cand_word9)
+        v11, pos11, cand11 = stage("v11", v10), stage("pos11", pos10), stage("cand11", cand10)
+        hit11 = stage("hit11", in_range10 & (cand_word10 == word10))
         cand_in = Signal(cand_layout)
-        m.d.comb += [cand_in.pos.eq(pos10), cand_in.cand.eq(cand10), cand_in.hit.eq(hit10),
-                     cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v10)]
+        m.d.comb += [cand_in.pos.eq(pos11), cand_in.cand.eq(cand11), cand_in.hit.eq(hit11),
+                     cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v11)]
 
         # matcher: WALK pops candidates (a hit at or after the anchor starts a match), EXTEND
         # compares one byte per cycle (reads issued ahead, three cycles before their verdict),
