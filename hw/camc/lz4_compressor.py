@@ -167,7 +167,7 @@ class LZ4Compressor(wiring.Component):
 
     Latency
     -------
-    Position ``q`` is issued once byte ``q + 11`` has arrived and reaches the matcher 13 cycles
+    Position ``q`` is issued once byte ``q + 11`` has arrived and reaches the matcher 14 cycles
     later, so an extension trails reception by about 20 bytes. The first ``o`` byte (the
     token) leaves about 6 cycles after the first sequence has been queued: about 21 cycles
     after ``last`` for a block without matches, about 27 for an all-zero block (one match up
@@ -321,8 +321,8 @@ class LZ4Compressor(wiring.Component):
         # every q does its table read and write, so c(q) and hit(q) are functions of the data
         # alone. The matcher pops (q, c(q), hit(q)) in order and ignores the positions inside a
         # match. Stages (registers): raw bank bytes, word, partial products, hash, table
-        # read/write, candidate, candidate range check, candidate bank bytes, candidate word,
-        # hit.
+        # read/write, candidate, registered candidate and range check, candidate bank bytes,
+        # candidate word, hit.
         next_pos = Signal(pos_shape)   # next position the candidate unit issues
         cand_layout = data.StructLayout({"pos": pos_shape, "cand": pos_shape, "hit": 1})
         m.submodules.cand_fifo = cand_fifo = fifo.SyncFIFOBuffered(
@@ -370,26 +370,30 @@ class LZ4Compressor(wiring.Component):
         pos8 = Signal(pos_shape, name="pos8")
         cand7 = Signal(pos_shape, name="cand7")
         m.d.comb += cand7.eq(Mux(forward7, pos8[:aw], table.r_data))
-        for port, addr in zip(verify_rd, _bank_addrs(cand7, aw), strict=True):
-            m.d.comb += port.r_addr.eq(addr)
         m.d.sync += pos8.eq(pos7)
+        # the candidate (from the table's output register, maybe far away) is registered
+        # before it addresses the verify banks
         v8, word8, cand8 = stage("v8", v7), stage("word8", word7), stage("cand8", cand7)
         in_range8 = stage("in_range8", (cand7 < pos7) & (pos7 - cand7 <= cfg.max_offset))
+        for port, addr in zip(verify_rd, _bank_addrs(cand8, aw), strict=True):
+            m.d.comb += port.r_addr.eq(addr)
         v9, pos9, word9, cand9 = (stage("v9", v8), stage("pos9", pos8), stage("word9", word8),
                                   stage("cand9", cand8))
         in_range9 = stage("in_range9", in_range8)
-        raw9 = Cat(*(port.r_data for port in verify_rd))         # the banks' output registers
-        cand_word9 = _bank_word([raw9[8 * k:8 * k + 8] for k in range(4)], cand9[:2])
-        # the candidate's word is aligned into a register before the compare (the banks may
-        # sit far from this logic)
         v10, pos10, cand10 = stage("v10", v9), stage("pos10", pos9), stage("cand10", cand9)
         word10, in_range10 = stage("word10", word9), stage("in_range10", in_range9)
-        cand_word10 = stage("cand_word10", cand_word9)
+        raw10 = Cat(*(port.r_data for port in verify_rd))       # the banks' output registers
+        # the candidate's word is aligned into a register before the compare (the banks may
+        # sit far from this logic)
+        cand_word11 = stage("cand_word11", _bank_word([raw10[8 * k:8 * k + 8] for k in range(4)],
+                                                     cand10[:2]))
         v11, pos11, cand11 = stage("v11", v10), stage("pos11", pos10), stage("cand11", cand10)
-        hit11 = stage("hit11", in_range10 & (cand_word10 == word10))
+        word11, in_range11 = stage("word11", word10), stage("in_range11", in_range10)
+        v12, pos12, cand12 = stage("v12", v11), stage("pos12", pos11), stage("cand12", cand11)
+        hit12 = stage("hit12", in_range11 & (cand_word11 == word11))
         cand_in = Signal(cand_layout)
-        m.d.comb += [cand_in.pos.eq(pos11), cand_in.cand.eq(cand11), cand_in.hit.eq(hit11),
-                     cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v11)]
+        m.d.comb += [cand_in.pos.eq(pos12), cand_in.cand.eq(cand12), cand_in.hit.eq(hit12),
+                     cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v12)]
 
         # matcher: WALK pops candidates (a hit at or after the anchor starts a match), EXTEND
         # compares one byte per cycle (reads issued ahead, three cycles before their verdict),
