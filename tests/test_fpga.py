@@ -21,8 +21,9 @@ CHECK_CYCLES = 1024
 # blocks that work on whole blocks of data: the contract test runs their small preset, for
 # longer, and expects fewer input transfers (each command moves a 512-byte block: a read
 # takes one command beat, a write pads the harness's short random packets to a whole block)
-CONTRACT_PRESETS = {"camc": "small", "camc_controller": "small"}
-CONTRACT_CYCLES = {"camc": 3000, "camc_controller": 3000}
+CONTRACT_PRESETS = {"camc": "small", "camc_controller": "small", "ram_queue": "shallow"}
+CONTRACT_CYCLES = {"camc": 6000, "camc_controller": 3000}
+NO_STREAM_PORTS = {"pipelined_ram"}
 CONTRACT_MIN_INPUTS = {"camc": 15, "camc_controller": 15}
 
 
@@ -86,6 +87,8 @@ def test_discover_ports_arrays_and_plain_signals():
 @pytest.mark.parametrize("name", sorted(registry.all_blocks()))
 def test_sources_keep_the_stream_contract(name):
     """Once a harness source raises valid it holds valid and payload until ready."""
+    if name in NO_STREAM_PORTS:
+        pytest.skip(f"{name} has no stream ports (plain RAM ports)")
     harness = SelfCheckHarness(registry.build(name, CONTRACT_PRESETS.get(name, "default")),
                                check_cycles=CHECK_CYCLES)
     sources = [p.value for p in harness.ports if p.kind == "stream" and p.into_component]
