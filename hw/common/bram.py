@@ -40,7 +40,10 @@ def ecp5_tiling(width: int, depth: int):
     return w, d, tiles
 
 
-def _check_domain(domain) -> None:
+def _check_ram(width, depth, domain) -> None:
+    # the checks both configs share (a RAM queue is a RAM and its pointers)
+    check_int("width", width, min=1, max=4096)
+    check_int("depth", depth, min=2, max=1 << 20)
     if not isinstance(domain, str) or not domain or domain == "comb":
         raise ValueError(f"domain must be a synchronous domain name, not {domain!r}")
 
@@ -68,9 +71,7 @@ class PipelinedRAMConfig:
     domain: str = "sync"
 
     def __post_init__(self):
-        check_int("width", self.width, min=1, max=4096)
-        check_int("depth", self.depth, min=2, max=1 << 20)
-        _check_domain(self.domain)
+        _check_ram(self.width, self.depth, self.domain)
 
 
 class PipelinedRAM(wiring.Component):
@@ -208,9 +209,7 @@ class RAMQueueConfig:
     domain: str = "sync"
 
     def __post_init__(self):
-        check_int("width", self.width, min=1, max=4096)
-        check_int("depth", self.depth, min=2, max=1 << 20)
-        _check_domain(self.domain)
+        _check_ram(self.width, self.depth, self.domain)
 
     @property
     def payload_shape(self):
