@@ -608,9 +608,15 @@ class CAMCLane(wiring.Component):
 
         m.submodules.merge = merge = BitplaneMerge(cfg.bitplane)
         ajob = data.View(cfg.job_layout, asm_jobs.r_data)
-        m.d.comb += [merge.i.valid.eq(asm.o.valid), merge.i.payload.data.eq(asm.o.payload),
+        # a skid buffer between them: the merge's ready (decided from its block descriptor)
+        # then reaches only the skid's registers, not the assembler's output shift
+        m.submodules.asm_skid = asm_skid = SkidBuffer(SkidBufferConfig(
+            payload=8 * cfg.plane_word_bytes))
+        wiring.connect(m, asm.o, asm_skid.i)
+        m.d.comb += [merge.i.valid.eq(asm_skid.o.valid),
+                     merge.i.payload.data.eq(asm_skid.o.payload),
                      merge.i.payload.count.eq(cfg.plane_word_bytes),
-                     asm.o.ready.eq(merge.i.ready)]
+                     asm_skid.o.ready.eq(merge.i.ready)]
         # the merge takes its descriptor with the block's last plane word: offer it from the
         # start of the job until taken
         desc_taken = Signal()
