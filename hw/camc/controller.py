@@ -308,7 +308,8 @@ class CAMCController(wiring.Component):
     stored bytes into the write queue (one cycle per stored byte). Read: words reach the lane
     from the memory, the first values leave after all of the block's plane bytes are
     assembled (one compressed byte per cycle in the decompressor, raw group bytes up to
-    ``output_bytes_per_cycle`` per cycle) plus ``width + 4`` cycles.
+    ``output_bytes_per_cycle`` per cycle) plus ``width + 6`` cycles (the merge's ``width + 4``
+    and a skid buffer on each side of it).
 
     Throughput
     ----------
@@ -396,12 +397,24 @@ class CAMCController(wiring.Component):
                 m.d.comb += values.ready.eq(value_skid.i.ready)
         m.d.comb += value_route.r_en.eq(values.valid & values.ready & values.payload.last)
 
-        # read values back in command order
+        # read values back in command order; a skid buffer per lane on values and statuses,
+        # so the sender's `o.ready` reaches only registers beside the selection, not the
+        # output shift register of a merge (or a status queue) across the die
+        lane_o, lane_status = [], []
         for k, lane in enumerate(lanes):
+            o_skid = SkidBuffer(SkidBufferConfig(payload=cfg.value_layout))
+            s_skid = SkidBuffer(SkidBufferConfig(payload=cfg.lane_status_layout))
+            m.submodules[f"o_skid{k}"] = o_skid
+            m.submodules[f"status_skid{k}"] = s_skid
+            wiring.connect(m, lane.o, o_skid.i)
+            wiring.connect(m, lane.o_status, s_skid.i)
+            lane_o.append(o_skid.o)
+            lane_status.append(s_skid.o)
+        for k, lo in enumerate(lane_o):
             sel = out_route.r_rdy & (out_route.r_data == k)
             with m.If(sel):
-                m.d.comb += [self.o.valid.eq(lane.o.valid), self.o.payload.eq(lane.o.payload),
-                             lane.o.ready.eq(self.o.ready)]
+                m.d.comb += [self.o.valid.eq(lo.valid), self.o.payload.eq(lo.payload),
+                             lo.ready.eq(self.o.ready)]
         m.d.comb += out_route.r_en.eq(self.o.valid & self.o.ready & self.o.payload.last)
 
         # statuses in command order
@@ -412,16 +425,16 @@ class CAMCController(wiring.Component):
             m.d.comb += [self.o_status.valid.eq(write_status.r_rdy),
                          self.o_status.payload.eq(ws),
                          write_status.r_en.eq(self.o_status.ready)]
-        for k, lane in enumerate(lanes):
+        for k, lst in enumerate(lane_status):
             with m.If(status_route.r_rdy & ~head_write & (head_lane == k)):
-                ls = lane.o_status.payload
-                m.d.comb += [self.o_status.valid.eq(lane.o_status.valid),
+                ls = lst.payload
+                m.d.comb += [self.o_status.valid.eq(lst.valid),
                              self.o_status.payload.block.eq(ls.block),
                              self.o_status.payload.write.eq(0),
                              self.o_status.payload.error.eq(ls.error),
                              self.o_status.payload.raw_bytes.eq(cfg.block_bytes),
                              self.o_status.payload.stored_bytes.eq(ls.beats * cfg.mem_bytes),
-                             lane.o_status.ready.eq(self.o_status.ready)]
+                             lst.ready.eq(self.o_status.ready)]
         m.d.comb += status_route.r_en.eq(self.o_status.valid & self.o_status.ready)
 
         # read data to the lane of its command; registers on both data paths of the memory
