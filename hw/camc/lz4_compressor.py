@@ -407,6 +407,7 @@ class LZ4Compressor(wiring.Component):
         anchor = Signal(pos_shape)
         ext_p_addr = Signal(pos_shape)  # position of the next byte the extension reads
         ext_c_addr = Signal(pos_shape)
+        ext_p_end = Signal(pos_shape)   # ext_p_addr + LASTLITERALS, kept beside it
         x1 = Signal()                   # a read is in the buffer
         x2 = Signal()                   # its bytes are in p_byte, c_byte
         x3 = Signal()                   # their comparison is in `same`
@@ -430,15 +431,18 @@ class LZ4Compressor(wiring.Component):
                     m.d.sync += [match_pos.eq(head.pos), match_cand.eq(head.cand),
                                  match_end.eq(head.pos + MINMATCH),
                                  ext_p_addr.eq(head.pos + MINMATCH),
+                                 ext_p_end.eq(head.pos + MINMATCH + LASTLITERALS),
                                  ext_c_addr.eq(head.cand + MINMATCH)]
                     m.next = "EXTEND"
             with m.State("EXTEND"):
                 # the byte at ext_p_addr is compared once it is known to lie before
                 # n - LASTLITERALS; none is compared once rx_done says it does not
-                room = ext_p_addr + LASTLITERALS < rx_count
+                # (from a register, not an adder: the compare drives the address enables)
+                room = ext_p_end < rx_count
                 stop = (x3 & ~same) | (~room & rx_done & ~x1 & ~x2 & ~x3)
                 with m.If(room):
-                    m.d.sync += [ext_p_addr.eq(ext_p_addr + 1), ext_c_addr.eq(ext_c_addr + 1)]
+                    m.d.sync += [ext_p_addr.eq(ext_p_addr + 1), ext_c_addr.eq(ext_c_addr + 1),
+                                 ext_p_end.eq(ext_p_end + 1)]
                 m.d.sync += [x1.eq(room & ~stop), x2.eq(x1 & ~stop), x3.eq(x2 & ~stop)]
                 with m.If(x3 & same):
                     m.d.sync += match_end.eq(match_end + 1)
