@@ -629,8 +629,10 @@ class CAMCLane(wiring.Component):
         m.submodules.masks = masks = fifo.SyncFIFOBuffered(width=5, depth=4)
         m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
             width=len(self.o_status.payload.as_value()), depth=4)
-        done_ok = masks.w_rdy & statuses.w_rdy & (desc_taken |
-                                                  (merge.i_block.valid & merge.i_block.ready))
+        # the block ends once the merge has its descriptor: `desc_taken` is a register, so
+        # the merge's take decision (a compare on the descriptor) does not reach the
+        # assembler's block-end logic in the same cycle
+        done_ok = masks.w_rdy & statuses.w_rdy & desc_taken
         status = Signal(cfg.lane_status_layout)
         m.d.comb += [asm.o_done.ready.eq(done_ok),
                      masks.w_en.eq(asm.o_done.valid & done_ok),
