@@ -479,6 +479,10 @@ class BitplaneMerge(wiring.Component):
 
         out = [Signal(word, name=f"out_{r}") for r in range(W)]
         out_left = Signal(range(W + 1))
+        # `out_left == 0` and `out_left == 1` kept as flags beside it: the read pipeline's
+        # advance decision (which enables wide registers and the block RAM) starts from them
+        out_empty = Signal(init=1)
+        out_one = Signal()
         out_first = Signal()
         out_tile_last = Signal()
         out_lanes = Signal(range(V + 1))
@@ -506,7 +510,7 @@ class BitplaneMerge(wiring.Component):
         r_lanes = Signal(range(V + 1))
 
         o = self.o
-        out_free = (out_left == 0) | ((out_left == 1) & o.ready)
+        out_free = out_empty | (out_one & o.ready)
         move_now = planes_full & out_free
         consume = r_valid & (~planes_full | move_now)
         advance_r = ~r_valid | consume
@@ -549,7 +553,8 @@ class BitplaneMerge(wiring.Component):
 
         with m.If(o.valid & o.ready):
             m.d.sync += [out[r].eq(out[r + 1]) for r in range(W - 1)]
-            m.d.sync += [out_left.eq(out_left - 1), out_first.eq(0)]
+            m.d.sync += [out_left.eq(out_left - 1), out_first.eq(0),
+                         out_empty.eq(out_one), out_one.eq(out_left == 2)]
         # a move in the same cycle (then out_left == 1) overrides the shift above
         with m.If(move_now):
             for r in range(W):
@@ -560,6 +565,8 @@ class BitplaneMerge(wiring.Component):
                 m.d.sync += out[r].eq(Cat(*bits))
             m.d.sync += [
                 out_left.eq(planes_rows),
+                out_empty.eq(planes_rows == 0),
+                out_one.eq(planes_rows == 1),
                 out_first.eq(planes_first),
                 out_tile_last.eq(planes_tile_last),
                 out_lanes.eq(planes_lanes),
@@ -577,13 +584,13 @@ class BitplaneMerge(wiring.Component):
                     planes_lanes.eq(r_lanes),
                 ]
 
-        last_out = (out_left == 1) & out_tile_last
+        last_out = out_one & out_tile_last
         lanes = []
         for lane in range(V):
             keep = ~last_out | (out_lanes > lane)
             lanes.append(_select(keep, out[0][lane * W:(lane + 1) * W]))
         m.d.comb += [
-            o.valid.eq(out_left != 0),
+            o.valid.eq(~out_empty),
             o.payload.data.eq(Cat(*lanes)),
             o.payload.first.eq(out_first),
             o.payload.last.eq(last_out),
