@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 from golden.camc.bitplane import FORMATS
 
 from ..common.bram import PipelinedRAM, PipelinedRAMConfig
+from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_int, packet_layout
 
 __all__ = ["BitplaneConfig", "BitplaneSplit", "BitplaneMerge", "PRESETS"]
@@ -367,7 +368,8 @@ class BitplaneMerge(wiring.Component):
     byte 0, exactly as :class:`BitplaneSplit` sends them, so ``o`` of a split connects to
     ``i`` of a merge. Beats are counted from the descriptor: the ``count``, ``plane``,
     ``first`` and ``last`` fields of ``i`` are not used, nor are the bytes past the end of a
-    plane in its last beat. The descriptor is taken with the block's last plane beat.
+    plane in its last beat. Descriptors go into a two-entry skid buffer (so up to two may be
+    taken ahead of their planes); the merge is done with one at its block's last plane beat.
 
     ``o`` carries ``ceil(count / values_per_cycle)`` beats per block, ``first``/``last``
     marking the block; lanes past ``count`` in the last beat are zero. The values equal
@@ -390,7 +392,8 @@ class BitplaneMerge(wiring.Component):
     -------
     The first values of a block are offered ``width + 4`` cycles after its last plane beat
     is taken (the block RAM's output register holds the plane word before the transposing
-    shift register takes it).
+    shift register takes it). A block's plane beats are taken from the cycle after its
+    descriptor is (the descriptor's skid buffer).
 
     Throughput
     ----------
@@ -430,24 +433,40 @@ class BitplaneMerge(wiring.Component):
         last_lanes = Array(Signal(range(V + 1), name=f"last_lanes_{b}") for b in range(2))
         planes_sent = Array(Signal(range(W + 1), name=f"planes_sent_{b}") for b in range(2))
 
-        # write side: plane words go straight into memory
-        blk = self.i_block
-        count = blk.payload.count
-        n_planes = blk.payload.planes
+        # write side: plane words go straight into memory. The descriptor passes a skid
+        # buffer first, with the quantities derived from it computed on the way in: the
+        # write side's decisions then start from registers, not from subtractors and compares
+        # on the sender's payload
+        count = self.i_block.payload.count
         rows_m1 = ((count + V - 1) >> log2_v) - 1
-        in_tiles_m1 = rows_m1 >> log2_w
-        in_last_rows = (rows_m1 & (W - 1)) + 1
-        in_last_lanes = ((count - 1) & (V - 1)) + 1
+        desc_layout = data.StructLayout({
+            "planes": range(W + 1), "none": 1, "planes_m1": range(W), "tiles_m1": range(G),
+            "last_rows": range(W + 1), "last_lanes": range(V + 1)})
+        m.submodules.desc = desc = SkidBuffer(SkidBufferConfig(payload=desc_layout))
+        m.d.comb += [
+            desc.i.valid.eq(self.i_block.valid), self.i_block.ready.eq(desc.i.ready),
+            desc.i.payload.planes.eq(self.i_block.payload.planes),
+            desc.i.payload.none.eq(self.i_block.payload.planes == 0),
+            desc.i.payload.planes_m1.eq(self.i_block.payload.planes - 1),
+            desc.i.payload.tiles_m1.eq(rows_m1 >> log2_w),
+            desc.i.payload.last_rows.eq((rows_m1 & (W - 1)) + 1),
+            desc.i.payload.last_lanes.eq(((count - 1) & (V - 1)) + 1),
+        ]
+        blk = desc.o
+        n_planes = blk.payload.planes
+        in_tiles_m1 = blk.payload.tiles_m1
+        in_last_rows = blk.payload.last_rows
+        in_last_lanes = blk.payload.last_lanes
 
         wb = Signal()
         w_slot = Signal(range(W))
         w_tile = Signal(range(G))
         open_block = blk.valid & ~full.bit_select(wb, 1)
         plane_done = w_tile == in_tiles_m1
-        last_beat = (w_slot == n_planes - 1) & plane_done
-        finish = open_block & ((n_planes == 0) | (self.i.valid & last_beat))
+        last_beat = (w_slot == blk.payload.planes_m1) & plane_done
+        finish = open_block & (blk.payload.none | (self.i.valid & last_beat))
         m.d.comb += [
-            self.i.ready.eq(open_block & (n_planes != 0)),
+            self.i.ready.eq(open_block & ~blk.payload.none),
             blk.ready.eq(finish),
             ram.w_en.eq(self.i.valid & self.i.ready),
             ram.w_addr.eq(wb * (W * G) + w_slot * G + w_tile),
