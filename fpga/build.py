@@ -122,7 +122,8 @@ def _read_times(path: Path) -> dict[str, float]:
 def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
           overrides: Mapping[str, str] = {}, *, pack: bool = True,
           freq_mhz: float | None = None, build_root: str | Path = "build",
-          check_cycles: int = DEFAULT_CHECK_CYCLES, seed: int = 0x5EED_1234) -> dict:
+          check_cycles: int = DEFAULT_CHECK_CYCLES, seed: int = 0x5EED_1234,
+          router: str | None = None) -> dict:
     """Synthesise, place, route and pack ``design`` in the self-checking harness.
 
     Parameters
@@ -142,6 +143,9 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         Builds go to ``build_root/<design>/<board>/``.
     check_cycles, seed
         Length and seed of the self-check (see :class:`fpga.harness.SelfCheckHarness`).
+    router : {"router1", "router2"}, optional
+        nextpnr's router; its default (``router1``) otherwise. ``router2`` routes large,
+        congested designs (the four-lane camc controller) in a fraction of the time.
 
     Returns
     -------
@@ -154,6 +158,8 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
     RuntimeError
         A tool failed; ``report.json`` is still written, with ``error`` set.
     """
+    if router not in (None, "router1", "router2"):
+        raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
     info = get_board(board)
     target = float(freq_mhz) if freq_mhz is not None else info.target_mhz
     build_dir = Path(build_root) / design / board
@@ -184,7 +190,7 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         # With --timing-allow-fail a slow design still routes and packs, and the report says
         # by how much it missed.
         f"--freq {target:g}", "--timing-allow-fail",
-    ]
+    ] + ([f"--router {router}"] if router else [])
     plan = platform.build(LedTop(harness, info), name="top", do_build=False,
                           nextpnr_opts=" ".join(nextpnr_opts))
     env = tool_environment(info.family, build_dir, pack=pack)
@@ -225,6 +231,7 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         "error": error,
         "check_cycles": check_cycles,
         "seed": seed,
+        "router": router or "router1",
         "expected_checksum": f"0x{expected:08x}",
         "ports": [{"path": p.path, "kind": p.kind, "into_component": p.into_component,
                    "width": p.width} for p in harness.ports],

@@ -92,7 +92,8 @@ def cmd_bitstream(args) -> int:
     from fpga.build import build
 
     report = build(args.design, args.board, args.preset, _overrides(args.set),
-                   pack=not args.no_pack, freq_mhz=args.freq, build_root=args.build_root)
+                   pack=not args.no_pack, freq_mhz=args.freq, build_root=args.build_root,
+                   router=args.router)
     _print_report(report, args.build_root)
     return 0 if report.get("passed") else 1
 
@@ -103,7 +104,7 @@ def cmd_report(args) -> int:
 
     if args.design:
         build(args.design, args.board, args.preset, _overrides(args.set), pack=False,
-              freq_mhz=args.freq, build_root=args.build_root)
+              freq_mhz=args.freq, build_root=args.build_root, router=args.router)
     reports = collect(args.build_root)
     if not reports:
         print(f"no reports under {args.build_root}/; run `make bitstream` or `make report` first")
@@ -204,6 +205,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
         sp.add_argument("--freq", type=float, default=None, help="target MHz (board default)")
         sp.add_argument("--build-root", default="build")
+        sp.add_argument("--router", choices=["router1", "router2"], default=None,
+                        help="nextpnr router (its default, router1, otherwise)")
 
     b = sub.add_parser("bitstream", help="synthesise, place, route and pack a design")
     fpga_args(b, "bram_memory")

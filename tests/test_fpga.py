@@ -191,6 +191,22 @@ def test_boards_are_known():
         get_board("nope")
 
 
+def test_unknown_router_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="router must be 'router1' or 'router2'"):
+        build("skid_buffer", build_root=tmp_path, router="router3")
+    assert not (tmp_path / "skid_buffer").exists()
+
+
+@pytest.mark.synth
+def test_router2_build(tmp_path):
+    """``router="router2"`` reaches nextpnr (its log says which router ran) and the report."""
+    report = build("skid_buffer", build_root=tmp_path, check_cycles=CHECK_CYCLES, pack=False,
+                   router="router2")
+    assert report["error"] is None and report["router"] == "router2"
+    log = (tmp_path / "skid_buffer" / "ulx3s-85f" / "top.tim").read_text()
+    assert "Running router2" in log and report["fmax_mhz"] > 0
+
+
 @pytest.mark.synth
 def test_yosys_synth_ecp5_skid_buffer(tmp_path):
     """yosys synthesises the bare block; its stat report has real LUTs and flip-flops."""
@@ -224,7 +240,8 @@ def test_full_ulx3s_build_and_reports(tmp_path, capfd):
 
     log = parse_nextpnr_log((build_dir / "top.tim").read_text())
     assert log["fmax_mhz"] > 0 and report["fmax_mhz"] == log["fmax_mhz"]
-    assert report["target_mhz"] == 100.0
+    assert report["target_mhz"] == 100.0 and report["router"] == "router1"
+    assert "Running router2" not in (build_dir / "top.tim").read_text()
     assert report["passed"] == (report["fmax_mhz"] >= report["target_mhz"])
     lut, ff = report["utilisation"]["LUT"], report["utilisation"]["FF"]
     assert log["cells"]["TRELLIS_COMB"]["used"] == lut["used"] > 0
