@@ -508,6 +508,8 @@ class CAMCController(wiring.Component):
         beats_left = Signal(range(cfg.block_beats + 1))
         fits = Signal()
         entry = Signal(cfg.map_layout)
+        unmapped = Signal()
+        total = Signal(range(cfg.block_bytes + 1))
         job = Signal(cfg.job_layout)
         status = Signal(cfg.status_layout)
 
@@ -577,19 +579,23 @@ class CAMCController(wiring.Component):
             with m.State("MAP_WAIT"):
                 m.next = "MAP_DATA"
             with m.State("MAP_DATA"):
-                m.d.sync += entry.eq(map_data)
+                # each step below starts from registers: the map entry and the `mapped` bit
+                # (a wide multiplexer) here, the group sum next, the job's byte and word
+                # counts last
+                m.d.sync += [entry.eq(map_data), unmapped.eq(~mapped.bit_select(block, 1))]
                 m.next = "PLAN"
             with m.State("PLAN"):
-                total = sum(Mux(g < fetched, entry.stored[g], 0) for g in range(groups))
-                unmapped = ~mapped.bit_select(block, 1)
                 m.d.sync += [job.block.eq(block), job.stored.eq(entry.stored),
                              job.raw.eq(entry.raw), job.fetched.eq(fetched),
                              job.planes.eq(planes), job.keep.eq(keep),
                              job.unmapped.eq(unmapped),
-                             job.bytes.eq(Mux(unmapped, 0, total))]
+                             total.eq(sum(Mux(g < fetched, entry.stored[g], 0)
+                                          for g in range(groups)))]
                 m.next = "PLAN_WORDS"
             with m.State("PLAN_WORDS"):
-                m.d.sync += job.beats.eq((job.bytes + cfg.mem_bytes - 1) >> shift)
+                m.d.sync += [job.bytes.eq(Mux(job.unmapped, 0, total)),
+                             job.beats.eq(Mux(job.unmapped, 0,
+                                              (total + cfg.mem_bytes - 1) >> shift))]
                 m.next = "READ_JOB"
             with m.State("READ_JOB"):
                 m.d.comb += [lane_job.valid.eq(1), lane_job.payload.eq(job)]
