@@ -144,8 +144,9 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
     check_cycles, seed
         Length and seed of the self-check (see :class:`fpga.harness.SelfCheckHarness`).
     router : {"router1", "router2"}, optional
-        nextpnr's router; its default (``router1``) otherwise. ``router2`` routes large,
-        congested designs (the four-lane camc controller) in a fraction of the time.
+        nextpnr's router; its default (``router1``) otherwise. On the congested four-lane
+        camc controller ``router2`` took a third of ``router1``'s time but gave a much lower
+        Fmax (docs/results.md): a quick look at a large design, not a final build.
 
     Returns
     -------
