@@ -617,8 +617,8 @@ class CAMCLane(wiring.Component):
                      merge.i.payload.data.eq(asm_skid.o.payload),
                      merge.i.payload.count.eq(cfg.plane_word_bytes),
                      asm_skid.o.ready.eq(merge.i.ready)]
-        # the merge takes its descriptor with the block's last plane word: offer it from the
-        # start of the job until taken
+        # one descriptor per job, offered from the start of the job until the merge takes it
+        # (into its descriptor skid buffer, ahead of the planes)
         desc_taken = Signal()
         m.d.comb += [merge.i_block.valid.eq(asm_jobs.r_rdy & ~desc_taken),
                      merge.i_block.payload.count.eq(cfg.block_values),
