@@ -308,8 +308,9 @@ class CAMCController(wiring.Component):
     stored bytes into the write queue (one cycle per stored byte). Read: words reach the lane
     from the memory, the first values leave after all of the block's plane bytes are
     assembled (one compressed byte per cycle in the decompressor, raw group bytes up to
-    ``output_bytes_per_cycle`` per cycle) plus ``width + 6`` cycles (the merge's ``width + 4``
-    and a skid buffer on each side of it).
+    ``output_bytes_per_cycle`` per cycle) plus ``width + 7`` cycles (the merge's ``width + 4``,
+    a skid buffer on each side of it and one after the lane selection). A read block's status
+    leaves through a skid buffer after the selection too.
 
     Throughput
     ----------
@@ -410,32 +411,42 @@ class CAMCController(wiring.Component):
             wiring.connect(m, lane.o_status, s_skid.i)
             lane_o.append(o_skid.o)
             lane_status.append(s_skid.o)
+        # and one after the selection: the sender's `o.ready` and whatever consumes `o` meet
+        # only its registers, so the pop below is decided beside the queue (the selected
+        # lane's `valid` and `last` cross the die once, not back and forth)
+        m.submodules.out_skid = out_skid = SkidBuffer(SkidBufferConfig(payload=cfg.value_layout))
+        wiring.connect(m, out_skid.o, wiring.flipped(self.o))
+        selected = out_skid.i
         for k, lo in enumerate(lane_o):
             sel = out_route.r_rdy & (out_route.r_data == k)
             with m.If(sel):
-                m.d.comb += [self.o.valid.eq(lo.valid), self.o.payload.eq(lo.payload),
-                             lo.ready.eq(self.o.ready)]
-        m.d.comb += out_route.r_en.eq(self.o.valid & self.o.ready & self.o.payload.last)
+                m.d.comb += [selected.valid.eq(lo.valid), selected.payload.eq(lo.payload),
+                             lo.ready.eq(selected.ready)]
+        m.d.comb += out_route.r_en.eq(selected.valid & selected.ready & selected.payload.last)
 
-        # statuses in command order
+        # statuses in command order, through a skid buffer after the selection as for values
+        m.submodules.o_status_skid = o_status_skid = SkidBuffer(
+            SkidBufferConfig(payload=cfg.status_layout))
+        wiring.connect(m, o_status_skid.o, wiring.flipped(self.o_status))
+        chosen = o_status_skid.i
         head_write = status_route.r_data[lane_bits]
         head_lane = status_route.r_data[:lane_bits]
         ws = data.View(cfg.status_layout, write_status.r_data)
         with m.If(status_route.r_rdy & head_write):
-            m.d.comb += [self.o_status.valid.eq(write_status.r_rdy),
-                         self.o_status.payload.eq(ws),
-                         write_status.r_en.eq(self.o_status.ready)]
+            m.d.comb += [chosen.valid.eq(write_status.r_rdy),
+                         chosen.payload.eq(ws),
+                         write_status.r_en.eq(chosen.ready)]
         for k, lst in enumerate(lane_status):
             with m.If(status_route.r_rdy & ~head_write & (head_lane == k)):
                 ls = lst.payload
-                m.d.comb += [self.o_status.valid.eq(lst.valid),
-                             self.o_status.payload.block.eq(ls.block),
-                             self.o_status.payload.write.eq(0),
-                             self.o_status.payload.error.eq(ls.error),
-                             self.o_status.payload.raw_bytes.eq(cfg.block_bytes),
-                             self.o_status.payload.stored_bytes.eq(ls.beats * cfg.mem_bytes),
-                             lst.ready.eq(self.o_status.ready)]
-        m.d.comb += status_route.r_en.eq(self.o_status.valid & self.o_status.ready)
+                m.d.comb += [chosen.valid.eq(lst.valid),
+                             chosen.payload.block.eq(ls.block),
+                             chosen.payload.write.eq(0),
+                             chosen.payload.error.eq(ls.error),
+                             chosen.payload.raw_bytes.eq(cfg.block_bytes),
+                             chosen.payload.stored_bytes.eq(ls.beats * cfg.mem_bytes),
+                             lst.ready.eq(chosen.ready)]
+        m.d.comb += status_route.r_en.eq(chosen.valid & chosen.ready)
 
         # read data to the lane of its command; registers on both data paths of the memory
         # port keep block-RAM outputs (the lanes' queues, a block-RAM memory) off long routes
@@ -452,11 +463,16 @@ class CAMCController(wiring.Component):
         wiring.connect(m, mcmd_skid.o, wiring.flipped(self.mem.cmd))
         rdata = rdata_skid.o
         for k, lane in enumerate(lanes):
+            # a skid buffer per lane: the selection's `ready` is a register, not the lane's
+            # read queue logic across the die
+            lane_rdata = SkidBuffer(SkidBufferConfig(payload=cfg.mem_data_width))
+            m.submodules[f"rdata_skid{k}"] = lane_rdata
+            wiring.connect(m, lane_rdata.o, lane.i_rdata)
             sel = read_route.r_rdy & (read_route.r_data == k)
-            m.d.comb += [lane.i_rdata.payload.eq(rdata.payload.data),
-                         lane.i_rdata.valid.eq(rdata.valid & sel)]
+            m.d.comb += [lane_rdata.i.payload.eq(rdata.payload.data),
+                         lane_rdata.i.valid.eq(rdata.valid & sel)]
             with m.If(sel):
-                m.d.comb += rdata.ready.eq(lane.i_rdata.ready)
+                m.d.comb += rdata.ready.eq(lane_rdata.i.ready)
         m.d.comb += read_route.r_en.eq(rdata.valid & rdata.ready & rdata.payload.last)
 
         self._sequencer(m, lanes, order, cmd_layout, read_route, write_status, wdata_skid.i,
