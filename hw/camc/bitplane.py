@@ -227,9 +227,13 @@ class BitplaneSplit(wiring.Component):
         planes_rows = Signal(range(W + 1))
         planes_end = Signal()
 
+        # `planes_left == 0` and `== 1` as registers beside it, so a tile's move starts from
+        # flags rather than from a compare of the count
+        p_zero = Signal(init=1)
+        p_one = Signal()
         wb = Signal()
-        write_now = (planes_left != 0) & ~full.bit_select(wb, 1)
-        shift_free = (planes_left == 0) | ((planes_left == 1) & write_now)
+        write_now = ~p_zero & ~full.bit_select(wb, 1)
+        shift_free = p_zero | (p_one & write_now)
         move_now = pending & shift_free
         # `i.ready` sees only registers, not the memory write's `full` check: `last_write` is
         # set when the write of the second-to-last plane word happens, and then the last one
@@ -238,7 +242,7 @@ class BitplaneSplit(wiring.Component):
         # waits for an empty shift register instead
         last_write = Signal()
         m.d.sync += last_write.eq((planes_left == 2) & write_now)
-        m.d.comb += self.i.ready.eq(~pending | (planes_left == 0) | last_write)
+        m.d.comb += self.i.ready.eq(~pending | p_zero | last_write)
 
         m.d.comb += [
             ram.w_en.eq(write_now),
@@ -247,8 +251,9 @@ class BitplaneSplit(wiring.Component):
         ]
         with m.If(write_now):
             m.d.sync += [planes[s].eq(planes[s + 1]) for s in range(W - 1)]
-            m.d.sync += [planes_left.eq(planes_left - 1), slot.eq(slot + 1)]
-            with m.If((planes_left == 1) & planes_end):
+            m.d.sync += [planes_left.eq(planes_left - 1), slot.eq(slot + 1),
+                         p_zero.eq(p_one), p_one.eq(planes_left == 2)]
+            with m.If(p_one & planes_end):
                 m.d.sync += [
                     full.bit_select(wb, 1).eq(1),
                     tiles_m1[wb].eq(planes_tile),
@@ -277,6 +282,8 @@ class BitplaneSplit(wiring.Component):
                 m.d.sync += planes[s].eq(Cat(*bits))
             m.d.sync += [
                 planes_left.eq(W),
+                p_zero.eq(0),
+                p_one.eq(W == 1),
                 slot.eq(0),
                 planes_tile.eq(pending_tile),
                 planes_rows.eq(pending_rows),
@@ -284,9 +291,11 @@ class BitplaneSplit(wiring.Component):
                 pending.eq(0),
             ]
 
-        at_block_end = (tile == G - 1) & (row == rows_in_last_tile - 1)
+        # `row == W - 1` and the block's last row as registers, updated with `row` and `tile`
+        row_last = Signal(init=int(W == 1))
+        at_block_end = Signal(init=int(G == 1 and rows_in_last_tile == 1))
         block_end = self.i.payload.last | at_block_end
-        tile_done = (row == W - 1) | block_end
+        tile_done = row_last | block_end
         take = self.i.valid & self.i.ready
         m.d.sync += s_valid.eq(take)
         with m.If(take):
@@ -300,16 +309,20 @@ class BitplaneSplit(wiring.Component):
                     m.d.sync += gather[r].eq(0)
         with m.If(take):
             with m.If(tile_done):
+                next_tile = Mux(block_end, 0, tile + 1)
                 m.d.sync += [
                     row.eq(0),
-                    tile.eq(Mux(block_end, 0, tile + 1)),
+                    tile.eq(next_tile),
+                    row_last.eq(W == 1),
+                    at_block_end.eq((next_tile == G - 1) & (rows_in_last_tile == 1)),
                     pending.eq(1),
                     pending_tile.eq(tile),
                     pending_rows.eq(row + 1),
                     pending_end.eq(block_end),
                 ]
             with m.Else():
-                m.d.sync += row.eq(row + 1)
+                m.d.sync += [row.eq(row + 1), row_last.eq(row == W - 2),
+                             at_block_end.eq((tile == G - 1) & (row == rows_in_last_tile - 2))]
 
         # read side: a plane word goes into the RAM's read latch (stage L, its companions in
         # `l_*`), then into the RAM's output register, which is `o.payload.data`
