@@ -484,8 +484,12 @@ class CAMCController(wiring.Component):
         cfg = self.cfg
         groups = cfg.groups_count
         head = data.View(cmd_layout, order.r_data)
-        lane_no = head.lane
-        block = head.cmd.block
+        # the head command, copied in IDLE into registers beside the sequencer: its steps
+        # then start from these, not from the queue's output register (placed near the
+        # dispatch logic)
+        cur = Signal(cmd_layout)
+        lane_no = cur.lane
+        block = cur.cmd.block
 
         # the block map is a block RAM with its output register: read continuously at the
         # head command's block, its entry is in `map_data` two cycles after the address
@@ -532,7 +536,7 @@ class CAMCController(wiring.Component):
         job = Signal(cfg.job_layout)
         status = Signal(cfg.status_layout)
 
-        precision = head.cmd.precision
+        precision = cur.cmd.precision
         plans = [cfg.read_plan(p) for p in range(FORMATS[cfg.fmt].mant_bits + 1)]
         fetched = Array(Const(p[0], range(groups + 1)) for p in plans)[precision]
         planes = Array(Const(p[1], range(cfg.width + 1)) for p in plans)[precision]
@@ -545,6 +549,7 @@ class CAMCController(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(order.r_rdy):
+                    m.d.sync += cur.eq(head)
                     with m.If(head.cmd.write):
                         m.next = "WAIT_BLOCK"
                     with m.Else():
