@@ -330,8 +330,23 @@ class LZ4Compressor(wiring.Component):
         credits = Signal(range(CANDIDATE_DEPTH + 1), init=CANDIDATE_DEPTH)  # free entries
         cand_pop = Signal()
         issue = Signal()
-        m.d.comb += issue.eq(in_block & (next_pos + MFLIMIT <= rx_count) & (credits != 0))
+        # `issue` from registers only: `gap = rx_count - next_pos` with the flag `pos_ok`
+        # (`gap >= MFLIMIT`), and `credits != 0`, each worked out for the next cycle from
+        # compares of the current register against constants
+        gap = Signal(pos_shape)
+        pos_ok = Signal()
+        credits_nz = Signal(init=1)
+        rx_take = self.i.valid & self.i.ready
+        m.d.comb += issue.eq(in_block & pos_ok & credits_nz)
         m.d.sync += credits.eq(credits - issue + cand_pop)
+        gap_up, gap_down = rx_take & ~issue, issue & ~rx_take
+        m.d.sync += [
+            gap.eq(Mux(gap_up, gap + 1, Mux(gap_down, gap - 1, gap))),
+            pos_ok.eq(Mux(gap_up, gap >= MFLIMIT - 1,
+                          Mux(gap_down, gap >= MFLIMIT + 1, gap >= MFLIMIT))),
+            credits_nz.eq(Mux(issue & ~cand_pop, credits != 1,
+                              Mux(cand_pop & ~issue, 1, credits != 0))),
+        ]
         with m.If(issue):
             m.d.sync += next_pos.eq(next_pos + 1)
         for port, addr in zip(walk_rd, _bank_addrs(next_pos, aw), strict=True):
@@ -462,7 +477,7 @@ class LZ4Compressor(wiring.Component):
         # been issued and popped
         # (`issued_all` is a cycle late: it only rises once rx_done, and then stays high)
         issued_all = Signal()
-        m.d.sync += issued_all.eq(rx_done & (next_pos + MFLIMIT > rx_count))
+        m.d.sync += issued_all.eq(rx_done & ~pos_ok)
         with m.If(in_block & issued_all & walking & (credits == CANDIDATE_DEPTH) & seq_room):
             m.d.comb += [seq_in.lit_start.eq(Cat(anchor[:aw], half)),
                          seq_in.lit_len.eq(rx_count - anchor), seq_in.last.eq(1),
@@ -597,6 +612,6 @@ class LZ4Compressor(wiring.Component):
         with m.If(restart):
             m.d.sync += [
                 rx_count.eq(0), rx_done.eq(0), split.eq(0), next_pos.eq(0), anchor.eq(0),
-                match_end.eq(0), issued_all.eq(0),
+                match_end.eq(0), issued_all.eq(0), gap.eq(0), pos_ok.eq(0),
             ]
         return m
