@@ -23,7 +23,7 @@ LASTLITERALS = 5
 MFLIMIT = 12
 HASH_MULTIPLIER = 2654435761
 # entries of the queue between candidate unit and matcher: covers the pipeline's round trip
-CANDIDATE_DEPTH = 16
+CANDIDATE_DEPTH = 20
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,16 @@ class LZ4Compressor(wiring.Component):
     Pipeline. Every block RAM output goes straight into a register (the ECP5 block RAM's
     clock-to-out takes more than half of a 10 ns cycle). The *candidate unit* issues every
     position ``q <= n - MFLIMIT`` in order, one per cycle, and never looks at the matcher's
-    decisions: 4-byte word from four byte banks (raw bytes registered, then aligned) ->
-    three 16x16 partial products of the hash multiply, registered -> their sum, the hash,
-    registered -> hash table read and write of ``q`` in the same cycle, read before write ->
-    candidate ``c(q)`` registered -> range check and candidate word read from the banks ->
-    candidate bytes registered -> ``hit(q)`` (``c(q) < q``, ``q - c(q) <= W``,
-    ``u32(c(q)) == u32(q)``) registered -> a 16-entry queue of ``(q, c(q), hit(q))``, whose
-    free entries are counted as credits before a position is issued (ten cycles in flight).
+    decisions: 4-byte word from four byte banks (raw bytes registered, then aligned) -> the
+    word again, in a register that feeds only the multipliers -> three 16x16 partial
+    products of the hash multiply, registered, and registered again (the DSP blocks sit in a
+    few columns of the die, so the routes to and from them are paths of their own) -> their
+    sum, the hash, registered -> hash table read and write of ``q`` in the same cycle, read
+    before write -> candidate ``c(q)`` registered -> range check and candidate word read from
+    the banks -> candidate bytes registered -> ``hit(q)`` (``c(q) < q``, ``q - c(q) <= W``,
+    ``u32(c(q)) == u32(q)``) registered -> a 20-entry queue of ``(q, c(q), hit(q))``, whose
+    free entries are counted as credits before a position is issued (fourteen stages in
+    flight, and the queue's own; 20 credits keep one position per cycle).
 
     Why this is exact, however deep the pipeline: the specification writes
     ``table[hash(q)] = q`` for every ``q <= n - MFLIMIT`` exactly once and in increasing order,
@@ -167,10 +170,10 @@ class LZ4Compressor(wiring.Component):
 
     Latency
     -------
-    Position ``q`` is issued once byte ``q + 11`` has arrived and reaches the matcher 14 cycles
-    later, so an extension trails reception by about 20 bytes. The first ``o`` byte (the
-    token) leaves about 6 cycles after the first sequence has been queued: about 21 cycles
-    after ``last`` for a block without matches, about 27 for an all-zero block (one match up
+    Position ``q`` is issued once byte ``q + 11`` has arrived and reaches the matcher 16 cycles
+    later, so an extension trails reception by about 22 bytes. The first ``o`` byte (the
+    token) leaves about 6 cycles after the first sequence has been queued: about 25 cycles
+    after ``last`` for a block without matches, about 32 for an all-zero block (one match up
     to the end). A new block is accepted 2 cycles after the match finder has queued the last
     sequence of the one before, if the encoder has finished the block before that (the
     buffer holds two blocks).
@@ -320,9 +323,9 @@ class LZ4Compressor(wiring.Component):
         # whatever n turns out to be) in order, one per cycle, whatever the matcher decides:
         # every q does its table read and write, so c(q) and hit(q) are functions of the data
         # alone. The matcher pops (q, c(q), hit(q)) in order and ignores the positions inside a
-        # match. Stages (registers): raw bank bytes, word, partial products, hash, table
-        # read/write, candidate, registered candidate and range check, candidate bank bytes,
-        # candidate word, hit.
+        # match. Stages (registers): raw bank bytes, word, multiplier input, partial products
+        # (twice), hash, table read/write, candidate, registered candidate and range check,
+        # candidate bank bytes, candidate word, hit.
         next_pos = Signal(pos_shape)   # next position the candidate unit issues
         cand_layout = data.StructLayout({"pos": pos_shape, "cand": pos_shape, "hit": 1})
         m.submodules.cand_fifo = cand_fifo = fifo.SyncFIFOBuffered(
@@ -364,51 +367,59 @@ class LZ4Compressor(wiring.Component):
         word3 = stage("word3", _bank_word([raw2[8 * k:8 * k + 8] for k in range(4)], pos2[:2]))
         # (u32 * K) mod 2**32 from three 16x16 products; only the top hash_bits are kept
         k_lo, k_hi = HASH_MULTIPLIER & 0xFFFF, HASH_MULTIPLIER >> 16
+        # The multipliers (DSP blocks, in a few columns of the die) get a register stage on
+        # each side with no other load, so the long routes to and from a DSP are each a
+        # register-to-register path of their own: word3 -> mul4 -> DSP -> prod5 -> prod6
         v4, pos4, word4 = stage("v4", v3), stage("pos4", pos3), stage("word4", word3)
-        prod_ll = stage("prod_ll", word3[:16] * k_lo, 32)
-        prod_lh = stage("prod_lh", (word3[:16] * k_hi)[:16], 16)
-        prod_hl = stage("prod_hl", (word3[16:] * k_lo)[:16], 16)
+        mul4 = stage("mul4", word3)
         v5, pos5, word5 = stage("v5", v4), stage("pos5", pos4), stage("word5", word4)
-        hash5 = stage("hash5", (prod_ll[16:] + prod_lh + prod_hl)[16 - cfg.hash_bits:16],
+        prod_ll5 = stage("prod_ll5", mul4[:16] * k_lo, 32)
+        prod_lh5 = stage("prod_lh5", (mul4[:16] * k_hi)[:16], 16)
+        prod_hl5 = stage("prod_hl5", (mul4[16:] * k_lo)[:16], 16)
+        v6, pos6, word6 = stage("v6", v5), stage("pos6", pos5), stage("word6", word5)
+        prod_ll6, prod_lh6, prod_hl6 = (stage("prod_ll6", prod_ll5), stage("prod_lh6", prod_lh5),
+                                        stage("prod_hl6", prod_hl5))
+        v7, pos7, word7 = stage("v7", v6), stage("pos7", pos6), stage("word7", word6)
+        hash7 = stage("hash7", (prod_ll6[16:] + prod_lh6 + prod_hl6)[16 - cfg.hash_bits:16],
                       cfg.hash_bits)
         # Position q reads the table at its hash, then writes its own position there. The
-        # write is made a cycle later, from stage 6, so it never meets a read in the block
+        # write is made a cycle later, from stage 8, so it never meets a read in the block
         # RAM (a same-address read and write on DP16KD's two ports is undefined): when q+1
         # reads the hash q is writing, q's position is forwarded instead of the read data.
-        v6, pos6, word6 = stage("v6", v5), stage("pos6", pos5), stage("word6", word5)
-        hash6 = stage("hash6", hash5)
-        m.d.comb += [table.r_addr.eq(hash5), table.r_en.eq(1), table.r_oe.eq(1),
-                     table.w_addr.eq(hash6), table.w_data.eq(pos6), table.w_en.eq(v6)]
-        forward6 = stage("forward6", v6 & (hash5 == hash6))
-        v7, pos7, word7 = stage("v7", v6), stage("pos7", pos6), stage("word7", word6)
-        forward7 = stage("forward7", forward6)
-        pos8 = Signal(pos_shape, name="pos8")
-        cand7 = Signal(pos_shape, name="cand7")
-        m.d.comb += cand7.eq(Mux(forward7, pos8[:aw], table.r_data))
-        m.d.sync += pos8.eq(pos7)
+        v8, pos8, word8 = stage("v8", v7), stage("pos8", pos7), stage("word8", word7)
+        hash8 = stage("hash8", hash7)
+        m.d.comb += [table.r_addr.eq(hash7), table.r_en.eq(1), table.r_oe.eq(1),
+                     table.w_addr.eq(hash8), table.w_data.eq(pos8), table.w_en.eq(v8)]
+        forward8 = stage("forward8", v8 & (hash7 == hash8))
+        v9, pos9, word9 = stage("v9", v8), stage("pos9", pos8), stage("word9", word8)
+        forward9 = stage("forward9", forward8)
+        pos10 = Signal(pos_shape, name="pos10")
+        cand9 = Signal(pos_shape, name="cand9")
+        m.d.comb += cand9.eq(Mux(forward9, pos10[:aw], table.r_data))
+        m.d.sync += pos10.eq(pos9)
         # the candidate (from the table's output register, maybe far away) is registered
         # before it addresses the verify banks
-        v8, word8, cand8 = stage("v8", v7), stage("word8", word7), stage("cand8", cand7)
-        in_range8 = stage("in_range8", (cand7 < pos7) & (pos7 - cand7 <= cfg.max_offset))
-        for port, addr in zip(verify_rd, _bank_addrs(cand8, aw), strict=True):
+        v10, word10, cand10 = stage("v10", v9), stage("word10", word9), stage("cand10", cand9)
+        in_range10 = stage("in_range10", (cand9 < pos9) & (pos9 - cand9 <= cfg.max_offset))
+        for port, addr in zip(verify_rd, _bank_addrs(cand10, aw), strict=True):
             m.d.comb += port.r_addr.eq(addr)
-        v9, pos9, word9, cand9 = (stage("v9", v8), stage("pos9", pos8), stage("word9", word8),
-                                  stage("cand9", cand8))
-        in_range9 = stage("in_range9", in_range8)
-        v10, pos10, cand10 = stage("v10", v9), stage("pos10", pos9), stage("cand10", cand9)
-        word10, in_range10 = stage("word10", word9), stage("in_range10", in_range9)
-        raw10 = Cat(*(port.r_data for port in verify_rd))       # the banks' output registers
+        v11, pos11, word11, cand11 = (stage("v11", v10), stage("pos11", pos10),
+                                      stage("word11", word10), stage("cand11", cand10))
+        in_range11 = stage("in_range11", in_range10)
+        v12, pos12, cand12 = stage("v12", v11), stage("pos12", pos11), stage("cand12", cand11)
+        word12, in_range12 = stage("word12", word11), stage("in_range12", in_range11)
+        raw12 = Cat(*(port.r_data for port in verify_rd))       # the banks' output registers
         # the candidate's word is aligned into a register before the compare (the banks may
         # sit far from this logic)
-        cand_word11 = stage("cand_word11", _bank_word([raw10[8 * k:8 * k + 8] for k in range(4)],
-                                                     cand10[:2]))
-        v11, pos11, cand11 = stage("v11", v10), stage("pos11", pos10), stage("cand11", cand10)
-        word11, in_range11 = stage("word11", word10), stage("in_range11", in_range10)
-        v12, pos12, cand12 = stage("v12", v11), stage("pos12", pos11), stage("cand12", cand11)
-        hit12 = stage("hit12", in_range11 & (cand_word11 == word11))
+        cand_word13 = stage("cand_word13",
+                            _bank_word([raw12[8 * k:8 * k + 8] for k in range(4)], cand12[:2]))
+        v13, pos13, cand13 = stage("v13", v12), stage("pos13", pos12), stage("cand13", cand12)
+        word13, in_range13 = stage("word13", word12), stage("in_range13", in_range12)
+        v14, pos14, cand14 = stage("v14", v13), stage("pos14", pos13), stage("cand14", cand13)
+        hit14 = stage("hit14", in_range13 & (cand_word13 == word13))
         cand_in = Signal(cand_layout)
-        m.d.comb += [cand_in.pos.eq(pos12), cand_in.cand.eq(cand12), cand_in.hit.eq(hit12),
-                     cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v12)]
+        m.d.comb += [cand_in.pos.eq(pos14), cand_in.cand.eq(cand14), cand_in.hit.eq(hit14),
+                     cand_fifo.w_data.eq(cand_in), cand_fifo.w_en.eq(v14)]
 
         # matcher: WALK pops candidates (a hit at or after the anchor starts a match), EXTEND
         # compares one byte per cycle (reads issued ahead, three cycles before their verdict),
