@@ -500,8 +500,10 @@ class CAMCController(wiring.Component):
         m.d.comb += [block_map.r_en.eq(1), block_map.r_oe.eq(1),
                      block_map.w_data.eq(map_w)]
         mapped = Signal(cfg.blocks)
-        # the block's `mapped` bit is set in the cycle after its memory command, from this
-        # register: the wide enable decode then starts from registers, not from `mem_cmd.ready`
+        # the block's `mapped` bit and block-map entry are written in the cycle after its
+        # memory command, from this register and `map_w`: the wide enable decode and the
+        # block RAM's data (which may sit far away) then start from registers, not from the
+        # sequencer's decisions
         mark = Signal()
         alloc = Signal(cfg.mem_addr_width + 1)
         counters = Signal(cfg.counters_layout)
@@ -570,9 +572,8 @@ class CAMCController(wiring.Component):
                              mem_cmd.payload.write.eq(1)]
                 with m.If(~fits | mem_cmd.ready):
                     with m.If(fits):
-                        m.d.comb += [block_map.w_en.eq(1), map_w.addr.eq(alloc),
-                                     map_w.stored.eq(wreq.stored), map_w.raw.eq(wreq.raw)]
-                        m.d.sync += [mark.eq(1),
+                        m.d.sync += [map_w.addr.eq(alloc), map_w.stored.eq(wreq.stored),
+                                     map_w.raw.eq(wreq.raw), mark.eq(1),
                                      alloc.eq(alloc + wreq.beats),
                                      counters.raw_written.eq(counters.raw_written
                                                              + cfg.block_bytes),
@@ -645,6 +646,7 @@ class CAMCController(wiring.Component):
                 m.d.comb += order.r_en.eq(1)
                 m.next = "IDLE"
         # (`block` is still the head command's: a write leaves WRITE_CMD for WRITE_DATA)
+        m.d.comb += block_map.w_en.eq(mark)
         with m.If(mark):
             m.d.sync += [mapped.bit_select(block, 1).eq(1), mark.eq(0)]
 
