@@ -311,7 +311,8 @@ class LZ4Compressor(wiring.Component):
             for block in (walk_rd[k], verify_rd[k]):
                 m.d.comb += [block.w_addr.eq(wr_addr[2:aw]), block.w_data.eq(wr_data),
                              block.w_en.eq(wr_bank[k])]
-        with m.If(self.i.valid & self.i.ready):
+        rx_take = self.i.valid & self.i.ready
+        with m.If(rx_take):
             m.d.sync += [wr_addr.eq(Cat(rx_count[:aw], half)), wr_data.eq(self.i.payload.data),
                          wr_buffer.eq(1), wr_bank.eq(1 << rx_count[:2])]
             m.d.sync += rx_count.eq(rx_count + 1)
@@ -339,7 +340,6 @@ class LZ4Compressor(wiring.Component):
         gap = Signal(pos_shape)
         pos_ok = Signal()
         credits_nz = Signal(init=1)
-        rx_take = self.i.valid & self.i.ready
         m.d.comb += issue.eq(in_block & pos_ok & credits_nz)
         m.d.sync += credits.eq(credits - issue + cand_pop)
         gap_up, gap_down = rx_take & ~issue, issue & ~rx_take
