@@ -123,7 +123,7 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
           overrides: Mapping[str, str] = {}, *, pack: bool = True,
           freq_mhz: float | None = None, build_root: str | Path = "build",
           check_cycles: int = DEFAULT_CHECK_CYCLES, seed: int = 0x5EED_1234,
-          router: str | None = None) -> dict:
+          router: str | None = None, placer_density: float | None = None) -> dict:
     """Synthesise, place, route and pack ``design`` in the self-checking harness.
 
     Parameters
@@ -147,6 +147,10 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         nextpnr's router; its default (``router1``) otherwise. On the congested four-lane
         camc controller ``router2`` took a third of ``router1``'s time but gave a much lower
         Fmax (docs/results.md): a quick look at a large design, not a final build.
+    placer_density : float, optional
+        The most of any area's logic sites nextpnr's heap placer may fill, in (0, 1]
+        (``--placer-heap-beta``; nextpnr's default is 0.9). A lower figure spreads a large,
+        congested design out, so the router has more wires near each cell.
 
     Returns
     -------
@@ -161,6 +165,8 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
     """
     if router not in (None, "router1", "router2"):
         raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
+    if placer_density is not None and not 0 < placer_density <= 1:
+        raise ValueError(f"placer_density must be in (0, 1], not {placer_density!r}")
     info = get_board(board)
     target = float(freq_mhz) if freq_mhz is not None else info.target_mhz
     build_dir = Path(build_root) / design / board
@@ -191,7 +197,8 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         # With --timing-allow-fail a slow design still routes and packs, and the report says
         # by how much it missed.
         f"--freq {target:g}", "--timing-allow-fail",
-    ] + ([f"--router {router}"] if router else [])
+    ] + ([f"--router {router}"] if router else []) + (
+        [f"--placer-heap-beta {placer_density:g}"] if placer_density is not None else [])
     plan = platform.build(LedTop(harness, info), name="top", do_build=False,
                           nextpnr_opts=" ".join(nextpnr_opts))
     env = tool_environment(info.family, build_dir, pack=pack)
@@ -233,6 +240,7 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         "check_cycles": check_cycles,
         "seed": seed,
         "router": router or "router1",
+        "placer_density": placer_density,
         "expected_checksum": f"0x{expected:08x}",
         "ports": [{"path": p.path, "kind": p.kind, "into_component": p.into_component,
                    "width": p.width} for p in harness.ports],

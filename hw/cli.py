@@ -93,7 +93,7 @@ def cmd_bitstream(args) -> int:
 
     report = build(args.design, args.board, args.preset, _overrides(args.set),
                    pack=not args.no_pack, freq_mhz=args.freq, build_root=args.build_root,
-                   router=args.router)
+                   router=args.router, placer_density=args.placer_density)
     _print_report(report, args.build_root)
     return 0 if report.get("passed") else 1
 
@@ -104,7 +104,8 @@ def cmd_report(args) -> int:
 
     if args.design:
         build(args.design, args.board, args.preset, _overrides(args.set), pack=False,
-              freq_mhz=args.freq, build_root=args.build_root, router=args.router)
+              freq_mhz=args.freq, build_root=args.build_root, router=args.router,
+              placer_density=args.placer_density)
     reports = collect(args.build_root)
     if not reports:
         print(f"no reports under {args.build_root}/; run `make bitstream` or `make report` first")
@@ -208,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--router", choices=["router1", "router2"], default=None,
                         help="nextpnr router (its default, router1, otherwise; router2 is faster "
                              "on large designs, but reached a lower Fmax on camc lanes4)")
+        sp.add_argument("--placer-density", type=float, default=None, metavar="BETA",
+                        help="most of an area nextpnr's placer may fill, in (0, 1] (its "
+                             "--placer-heap-beta, default 0.9); lower spreads a congested design")
 
     b = sub.add_parser("bitstream", help="synthesise, place, route and pack a design")
     fpga_args(b, "bram_memory")

@@ -68,14 +68,35 @@ def golden_verdict(block, max_output=MAX):
         return err.kind, None
 
 
+def input_beats(cfg, blocks, seed=0, split="random"):
+    """``i`` beats for ``blocks``: one byte each, or for ``input_bytes_per_cycle`` I > 1 runs
+    of 1 to I bytes (``split="random"``, from ``seed``) or of I bytes (``"full"``)."""
+    width = cfg.input_bytes_per_cycle
+    if width == 1:
+        return [{"data": b, "first": int(j == 0), "last": int(j == len(block) - 1)}
+                for block in blocks for j, b in enumerate(block)]
+    rng = random.Random(seed + 77)
+    beats = []
+    for block in blocks:
+        j = 0
+        while j < len(block):
+            count = min(len(block) - j, width if split == "full" else rng.randint(1, width))
+            beats.append({"data": int.from_bytes(block[j:j + count], "little"),
+                          "count": count, "first": int(j == 0),
+                          "last": int(j + count == len(block))})
+            j += count
+    return beats
+
+
 def run(cfg, blocks, *, seed=0, i_stall="none", o_stall="none", s_stall="none",
-        timeout=60_000):
+        timeout=60_000, split="random"):
     """Send ``blocks`` back to back; returns ``[(kind, bytes), ...]`` per block plus the
-    cycle of each input transfer and of each status rise (for latency checks)."""
+    cycle of each input transfer (once per byte it carries) and of each status rise (for
+    latency checks)."""
     dut = LZ4Decompressor(cfg)
     n = cfg.output_bytes_per_cycle
-    beats = [{"data": b, "first": int(j == 0), "last": int(j == len(block) - 1)}
-             for block in blocks for j, b in enumerate(block)]
+    width = cfg.input_bytes_per_cycle
+    beats = input_beats(cfg, blocks, seed, split)
     packets, statuses, trace = [], [], {"taken": [], "status": [], "beats": []}
 
     async def source(ctx):
@@ -103,11 +124,12 @@ def run(cfg, blocks, *, seed=0, i_stall="none", o_stall="none", s_stall="none",
 
     async def monitor(ctx):
         cycle, was_valid = 0, False
-        async for _, _, i_valid, i_ready, s_valid, o_valid, o_ready, o_count in ctx.tick().sample(
-                dut.i.valid, dut.i.ready, dut.o_status.valid, dut.o.valid, dut.o.ready,
-                dut.o.payload.count):
+        i_count = dut.i.payload.count if width > 1 else dut.i.valid
+        async for _, _, i_valid, i_ready, s_valid, o_valid, o_ready, o_count, bytes_in in \
+                ctx.tick().sample(dut.i.valid, dut.i.ready, dut.o_status.valid, dut.o.valid,
+                                  dut.o.ready, dut.o.payload.count, i_count):
             if i_valid and i_ready:
-                trace["taken"].append(cycle)
+                trace["taken"] += [cycle] * bytes_in
             if o_valid and o_ready and o_count:
                 trace["beats"].append(cycle)
             if s_valid and not was_valid:
@@ -140,10 +162,14 @@ def check_against_golden(cfg, blocks, results):
 STALLS = ["none/none", "random/heavy", "bursty/alternate", "heavy/random"]   # i / o
 
 
-@pytest.mark.parametrize("n,seed,stalls", [(4, seed, stalls) for seed, stalls in enumerate(STALLS)]
-                         + [(n, seed, STALLS[seed]) for n in (2, 1) for seed in (0, 1)])
-def test_decodes_library_and_golden_blocks(n, seed, stalls):
-    cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=n)
+@pytest.mark.parametrize("n,width,seed,stalls",
+                         [(4, 1, seed, stalls) for seed, stalls in enumerate(STALLS)]
+                         + [(n, 1, seed, STALLS[seed]) for n in (2, 1) for seed in (0, 1)]
+                         + [(4, 4, seed, stalls) for seed, stalls in enumerate(STALLS)]
+                         + [(4, 2, 1, STALLS[1]), (2, 2, 2, STALLS[2])])
+def test_decodes_library_and_golden_blocks(n, width, seed, stalls):
+    cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=n,
+                                input_bytes_per_cycle=width)
     raw, blocks = [], []
     data = sample_data(seed)
     for index, (name, block_raw) in enumerate(data.items()):
@@ -159,9 +185,11 @@ def test_decodes_library_and_golden_blocks(n, seed, stalls):
         assert packet == want
 
 
-def test_overlapping_offsets_all_lengths():
+@pytest.mark.parametrize("width", [1, 4])
+def test_overlapping_offsets_all_lengths(width):
     """Every offset 1..9 with every match length 4..21, built by hand."""
-    cfg = LZ4DecompressorConfig(max_block_bytes=256, output_bytes_per_cycle=4)
+    cfg = LZ4DecompressorConfig(max_block_bytes=256, output_bytes_per_cycle=4,
+                                input_bytes_per_cycle=width)
     raw, blocks = [], []
     rng = random.Random(7)
     for offset in range(1, 10):
@@ -190,13 +218,15 @@ def test_overlapping_offsets_all_lengths():
     assert all(kind is None for kind, _ in results)
 
 
-def test_output_exactly_max_block_bytes():
+@pytest.mark.parametrize("width,seed", [(1, 0), (4, 1)])
+def test_output_exactly_max_block_bytes(width, seed):
     """A block of exactly ``max_block_bytes`` decodes; one byte more overflows."""
-    cfg = LZ4DecompressorConfig(max_block_bytes=64, output_bytes_per_cycle=4)
+    cfg = LZ4DecompressorConfig(max_block_bytes=64, output_bytes_per_cycle=4,
+                                input_bytes_per_cycle=width)
     rng = random.Random(3)
     raws = [bytes(64), rng.randbytes(64), b"ab" * 32, bytes(65), rng.randbytes(65)]
     blocks = [lz4.block.compress(raw, store_size=False) for raw in raws]
-    results, _ = run(cfg, blocks, i_stall="every_fourth", o_stall="random")
+    results, _ = run(cfg, blocks, seed=seed, i_stall="every_fourth", o_stall="random")
     assert results[:3] == [(None, raw) for raw in raws[:3]]
     assert [kind for kind, _ in results[3:]] == ["output_overflow"] * 2
     check_against_golden(cfg, blocks, results)
@@ -273,18 +303,28 @@ def crafted_errors(max_output):
     }
 
 
-def check_status_bound(blocks, trace, max_output):
-    """Every verdict is on ``o_status`` at most STATUS_BOUND cycles after its deciding byte."""
+def check_status_bound(blocks, trace, max_output, wide=False):
+    """Every verdict is on ``o_status`` at most STATUS_BOUND cycles after the transfer of
+    its deciding byte; after it, for byte beats. (A wide beat is taken when its final byte is
+    read, and a verdict on an earlier byte of it may come first.)"""
     starts = np.cumsum([0] + [len(b) for b in blocks])
     assert len(trace["taken"]) == starts[-1], "input not all taken"
     for index, block in enumerate(blocks):
         decided = trace["taken"][starts[index] + deciding_byte(block, max_output)]
         late = trace["status"][index] - decided
-        assert 0 < late <= STATUS_BOUND, f"block {index}: verdict {late} cycles after its byte"
+        assert late <= STATUS_BOUND, f"block {index}: verdict {late} cycles after its byte"
+        if wide:
+            # but after the block before it was all read
+            assert index == 0 or trace["status"][index] > trace["taken"][starts[index] - 1], \
+                f"block {index}: verdict before the block before it was read"
+        else:
+            assert late > 0, f"block {index}: verdict {late} cycles after its byte"
 
 
-def test_crafted_errors_flag_bound_and_recover():
-    cfg = LZ4DecompressorConfig(max_block_bytes=256, output_bytes_per_cycle=4)
+@pytest.mark.parametrize("width,split", [(1, "random"), (4, "random"), (4, "full")])
+def test_crafted_errors_flag_bound_and_recover(width, split):
+    cfg = LZ4DecompressorConfig(max_block_bytes=256, output_bytes_per_cycle=4,
+                                input_bytes_per_cycle=width)
     good_raw = b"recovered block " * 4
     good = lz4.block.compress(good_raw, store_size=False)
     cases = [(kind, block) for kind, blocks in crafted_errors(256).items() for block in blocks]
@@ -292,8 +332,8 @@ def test_crafted_errors_flag_bound_and_recover():
     blocks = []
     for _, block in cases:
         blocks += [block, good]
-    results, trace = run(cfg, blocks)
-    check_status_bound(blocks, trace, 256)
+    results, trace = run(cfg, blocks, split=split)
+    check_status_bound(blocks, trace, 256, wide=width > 1)
     for index, (kind, block) in enumerate(cases):
         assert golden_verdict(block, 256)[0] == kind
         got_kind, packet = results[2 * index]
@@ -314,19 +354,22 @@ def test_literal_latency():
         == [LITERAL_LATENCY] * len(raw)
 
 
-def test_status_bound_on_good_blocks():
-    cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=4)
+@pytest.mark.parametrize("width", [1, 4])
+def test_status_bound_on_good_blocks(width):
+    cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=4,
+                                input_bytes_per_cycle=width)
     blocks = [lz4.block.compress(b"abcd" * 50 + bytes(range(40)), store_size=False), b"\x00",
               lz4_compress_block(bytes(300))]
     _, trace = run(cfg, blocks)
-    check_status_bound(blocks, trace, MAX)
+    check_status_bound(blocks, trace, MAX, wide=width > 1)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_random_corruption_matches_golden(seed):
+@pytest.mark.parametrize("seed,width", [(0, 1), (1, 1), (2, 4), (3, 2)])
+def test_random_corruption_matches_golden(seed, width):
     rng = random.Random(seed)
-    n = 4 if seed == 0 else 2
-    cfg = LZ4DecompressorConfig(max_block_bytes=256, output_bytes_per_cycle=n)
+    n = 4 if seed % 2 == 0 else 2
+    cfg = LZ4DecompressorConfig(max_block_bytes=256, output_bytes_per_cycle=n,
+                                input_bytes_per_cycle=width)
     sources = [rng.randbytes(60), bytes(200), b"xyz" * 60, rng.randbytes(10) * 20,
                (b"hello " * 30)[:rng.randint(50, 180)]]
     blocks = []
@@ -348,7 +391,7 @@ def test_random_corruption_matches_golden(seed):
     results, trace = run(cfg, blocks, seed=seed, i_stall="random", o_stall="random",
                          s_stall="alternate")
     check_against_golden(cfg, blocks, results)
-    check_status_bound(blocks, trace, 256)
+    check_status_bound(blocks, trace, 256, wide=width > 1)
 
 
 # --- throughput and Verilog ----------------------------------------------------------------
@@ -384,7 +427,9 @@ def test_verilog_and_config(preset):
 
 @pytest.mark.parametrize("field,value", [("max_block_bytes", 1000), ("max_block_bytes", 8),
                                          ("output_bytes_per_cycle", 3),
-                                         ("command_depth", 1)])
+                                         ("command_depth", 1),
+                                         ("input_bytes_per_cycle", 0),
+                                         ("input_bytes_per_cycle", 5)])
 def test_config_rejects(field, value):
     with pytest.raises(ValueError, match=field):
         LZ4DecompressorConfig(**{field: value})

@@ -30,6 +30,9 @@ CASES = [
     ("lz4_decompressor", "small", lz4_decompressor.PRESETS["small"]),
     ("lz4_decompressor", "n4_1k", LZ4DecompressorConfig(max_block_bytes=1024,
                                                         output_bytes_per_cycle=4)),
+    ("lz4_decompressor", "wide_1k", LZ4DecompressorConfig(max_block_bytes=1024,
+                                                          output_bytes_per_cycle=4,
+                                                          input_bytes_per_cycle=4)),
     ("camc_controller", "small", controller.PRESETS["small"]),
     ("camc", "small2", controller.PRESETS["small2"]),
 ]

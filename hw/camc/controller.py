@@ -171,8 +171,11 @@ class CAMCConfig:
 
     @property
     def decompressor(self) -> LZ4DecompressorConfig:
+        # the lane hands it up to a beat's worth of compressed bytes per cycle, as for raw
+        # groups, so long literal runs go at `output_bytes_per_cycle` bytes a cycle
         return LZ4DecompressorConfig(max_block_bytes=self.codec_block_bytes,
-                                     output_bytes_per_cycle=self.output_bytes_per_cycle)
+                                     output_bytes_per_cycle=self.output_bytes_per_cycle,
+                                     input_bytes_per_cycle=self.output_bytes_per_cycle)
 
     @property
     def memory_port(self) -> MemoryPortConfig:

@@ -517,9 +517,9 @@ class CAMCLane(wiring.Component):
                      asm_jobs.w_data.eq(self.i_job.payload)]
 
         # read words -> chunks of the fetched prefix (the last word's padding dropped): a
-        # chunk is up to `n` bytes of one word and one group; a raw group goes on in whole
-        # chunks, a compressed group one byte per chunk (the decompressor takes a byte a
-        # cycle)
+        # chunk is up to `n` bytes of one word and one group; a raw group's chunks go to the
+        # assembler, a compressed group's to the decompressor (which takes up to `n` bytes a
+        # beat)
         n = cfg.decompressor.output_bytes_per_cycle
         mb = cfg.mem_bytes
         m.submodules.rqueue = rqueue = RAMQueue(RAMQueueConfig(cfg.mem_data_width,
@@ -556,7 +556,7 @@ class CAMCLane(wiring.Component):
 
         count = Signal(range(n + 1))
         small_word = Mux(w_avail > n, n, w_avail)
-        m.d.comb += count.eq(Mux(s_raw, Mux(small_word > g_small, g_small, small_word), 1))
+        m.d.comb += count.eq(Mux(small_word > g_small, g_small, small_word))
         chunk = Signal(8 * n)
         m.d.comb += chunk.eq((w_data >> (w_off * 8))[:8 * n])
         group_done = g_fits & (count == g_small)
@@ -565,13 +565,14 @@ class CAMCLane(wiring.Component):
         # a registered queue in front of the decompressor keeps the group bookkeeping out of
         # the decompressor's (combinational) verdict path; depth 4, because a buffered FIFO of
         # depth 2 (one entry plus the output register) takes a byte only every other cycle
-        m.submodules.lz4_path = lz4_path = fifo.SyncFIFOBuffered(width=10, depth=4)
-        m.d.comb += [lz4_path.w_data.eq(Cat(chunk[:8], g_first, group_done)),
+        dec_in = cfg.decompressor.input_layout
+        m.submodules.lz4_path = lz4_path = fifo.SyncFIFOBuffered(width=dec_in.size, depth=4)
+        beat = data.View(dec_in, lz4_path.w_data)
+        m.d.comb += [beat.data.eq(chunk), *([beat.count.eq(count)] if n > 1 else []),
+                     beat.first.eq(g_first), beat.last.eq(group_done),
                      raw_path.w_data.eq(Cat(chunk, count, group_done)),
                      dec.i.valid.eq(lz4_path.r_rdy), lz4_path.r_en.eq(dec.i.ready),
-                     dec.i.payload.data.eq(lz4_path.r_data[:8]),
-                     dec.i.payload.first.eq(lz4_path.r_data[8]),
-                     dec.i.payload.last.eq(lz4_path.r_data[9])]
+                     dec.i.payload.eq(lz4_path.r_data)]
         with m.If(s_raw):
             m.d.comb += [raw_path.w_en.eq(offer), ready.eq(raw_path.w_rdy)]
         with m.Else():

@@ -76,22 +76,38 @@ class LZ4DecompressorConfig:
         Entries of the queue between the parser and the copier; it lets the parser read the
         next token, literals and offset while a long match is being copied. The parser pushes
         only while fewer than ``command_depth - 1`` entries were queued the cycle before (a
-        register, for timing), so 2 halves the literal rate; 4 keeps one byte per cycle.
+        register, for timing), so 2 halves the literal rate; 4 keeps one beat per cycle.
+    input_bytes_per_cycle : int
+        Bytes of an ``i`` beat, from 1 to ``output_bytes_per_cycle``. The parser reads token,
+        length and offset bytes one per cycle, and up to this many literal bytes per cycle
+        (the rest of the beat, within the run). 1 keeps ``i`` a plain byte stream.
     """
 
     max_block_bytes: int = 4096
     output_bytes_per_cycle: int = 4
     command_depth: int = 4
+    input_bytes_per_cycle: int = 1
 
     def __post_init__(self):
         check_power_of_two("max_block_bytes", self.max_block_bytes, min=16, max=65536)
         check_choice("output_bytes_per_cycle", self.output_bytes_per_cycle, (1, 2, 4))
         check_power_of_two("command_depth", self.command_depth, min=2, max=64)
+        n = self.output_bytes_per_cycle
+        if (not isinstance(self.input_bytes_per_cycle, int)
+                or not 1 <= self.input_bytes_per_cycle <= n):
+            raise ValueError(f"input_bytes_per_cycle must be an integer from 1 to "
+                             f"output_bytes_per_cycle ({n}), not {self.input_bytes_per_cycle!r}")
 
     @property
     def input_layout(self):
-        """``{data: 8, first, last}``: one compressed byte per beat; ``first`` is ignored."""
-        return packet_layout(8)
+        """``{data: 8, first, last}``: one compressed byte per beat (``input_bytes_per_cycle``
+        1), or ``{data: 8*I, count, first, last}``: ``count`` bytes (1 to ``I``) in lanes 0
+        up, ``last`` on the beat that holds a block's final byte. ``first`` is ignored."""
+        i = self.input_bytes_per_cycle
+        if i == 1:
+            return packet_layout(8)
+        return data.StructLayout({"data": 8 * i, "count": range(1, i + 1), "first": 1,
+                                  "last": 1})
 
     @property
     def output_layout(self):
@@ -110,6 +126,7 @@ class LZ4DecompressorConfig:
 PRESETS = {
     "default": LZ4DecompressorConfig(),
     "byte": LZ4DecompressorConfig(output_bytes_per_cycle=1),
+    "wide": LZ4DecompressorConfig(input_bytes_per_cycle=4),
     "small": LZ4DecompressorConfig(max_block_bytes=1024, output_bytes_per_cycle=2),
     "window64k": dataclasses.replace(LZ4DecompressorConfig(), max_block_bytes=65536),
 }
@@ -203,7 +220,9 @@ class LZ4Decompressor(wiring.Component):
         pos = range(self.cfg.max_block_bytes + 1)
         # `src`: the match's first source byte, `position - offset` modulo the buffer size
         # `long`: a match longer than one beat (`length > N`)
-        return data.StructLayout({"kind": _Command, "byte": 8, "reach": self._reach_layout(),
+        # a literal command carries `length` (1 to I) bytes in `bytes`, from lane 0 up
+        return data.StructLayout({"kind": _Command, "bytes": 8 * self.cfg.input_bytes_per_cycle,
+                                  "reach": self._reach_layout(),
                                   "length": pos, "long": 1,
                                   "src": exact_log2(self.cfg.max_block_bytes),
                                   "first": 1, "last": 1})
@@ -236,9 +255,33 @@ class LZ4Decompressor(wiring.Component):
         max_out = cfg.max_block_bytes
         n = cfg.output_bytes_per_cycle
         lane_bits = max(1, exact_log2(n))
-        byte = self.i.payload.data
-        last = self.i.payload.last
-        take = self.i.valid & self.i.ready
+        width = cfg.input_bytes_per_cycle
+        # A beat of `i` is read from byte `off` on; it is taken (`i.ready`) in the cycle its
+        # final byte is read. `want`: the state reads this cycle (given a valid beat); `k`:
+        # how many bytes it reads (1, but up to the rest of the beat for literals and
+        # DISCARD); `consumed_last`: the bytes read include the block's final byte.
+        want = Signal()
+        k = Signal(range(width + 1), init=1)
+        consumed_last = Signal()
+        if width == 1:
+            off = Const(0, 1)
+            avail = Const(1, 1)
+            byte = self.i.payload.data
+            last = self.i.payload.last
+            beat_end = Const(1)
+        else:
+            off = Signal(range(width))
+            avail = Signal(range(width + 1))
+            m.d.comb += avail.eq(self.i.payload.count - off)
+            byte = self.i.payload.data.word_select(off, 8)
+            beat_end = Signal()
+            m.d.comb += beat_end.eq(k == avail)
+            last = self.i.payload.last & (avail == 1)
+        take = self.i.valid & want
+        m.d.comb += [self.i.ready.eq(want & beat_end), consumed_last.eq(last)]
+        if width > 1:
+            with m.If(take):
+                m.d.sync += off.eq(Mux(beat_end, 0, off + k))
 
         pos = Signal(range(max_out + 1))          # bytes this block has produced so far
         room = Signal(range(max_out + 1), init=max_out)   # max_out - pos, kept as a register
@@ -298,7 +341,7 @@ class LZ4Decompressor(wiring.Component):
             m.d.sync += status.valid.eq(0)
 
         with m.If(take):
-            m.d.sync += ended.eq(last)
+            m.d.sync += ended.eq(consumed_last)
 
         def start_literals(lit_len, too_long, one):
             # `lit_len > 0`, more input follows the length fields
@@ -337,7 +380,7 @@ class LZ4Decompressor(wiring.Component):
 
         with m.FSM():
             with m.State("TOKEN"):
-                m.d.comb += self.i.ready.eq(~status.valid)
+                m.d.comb += want.eq(~status.valid)
                 lit_nib = byte[4:]
                 with m.If(take):
                     m.d.sync += token.eq(byte)
@@ -358,7 +401,7 @@ class LZ4Decompressor(wiring.Component):
                         start_literals(lit_nib, lit_nib > room, lit_nib == 1)
 
             with m.State("LITERAL_LENGTH"):
-                m.d.comb += self.i.ready.eq(1)
+                m.d.comb += want.eq(1)
                 total = saturating(length + byte)
                 with m.If(take):
                     with m.If(byte == 255):
@@ -372,45 +415,55 @@ class LZ4Decompressor(wiring.Component):
                         start_literals(total, exceeds(byte), 0)   # >= 15
 
             with m.State("LITERAL"):
+                # `ends`: the run's final byte is in this cycle's bytes; then `k` is what is
+                # left of the run, else the rest of the beat
+                if width == 1:
+                    ends = final
+                else:
+                    ends = Signal()
+                    m.d.comb += [ends.eq(length <= avail),
+                                 k.eq(Mux(ends, length[:len(k)], avail)),
+                                 consumed_last.eq(self.i.payload.last & beat_end)]
                 with m.If(overflow):
                     # Consume the run without producing it: its end decides the error kind.
-                    m.d.comb += self.i.ready.eq(1)
+                    m.d.comb += want.eq(1)
                     with m.If(take):
-                        m.d.sync += [length.eq(length - 1), final.eq(length == 2)]
-                        with m.If(final):
+                        m.d.sync += [length.eq(length - k), final.eq(length == 2)]
+                        with m.If(ends):
                             fail(LZ4Error.OUTPUT_OVERFLOW)
-                        with m.Elif(last):
+                        with m.Elif(consumed_last):
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                 with m.Else():
-                    m.d.comb += self.i.ready.eq(cmd_room)
+                    m.d.comb += want.eq(cmd_room)
                     with m.If(take):
-                        with m.If(last & ~final):
+                        with m.If(consumed_last & ~ends):
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                         with m.Else():
                             m.d.comb += [
                                 cmd.valid.eq(1),
                                 cmd.payload.kind.eq(_Command.LITERAL),
-                                cmd.payload.byte.eq(byte),
+                                cmd.payload.bytes.eq(self.i.payload.data >> (off * 8)),
+                                cmd.payload.length.eq(k),
                                 cmd.payload.first.eq(first_pending),
-                                cmd.payload.last.eq(last),
+                                cmd.payload.last.eq(consumed_last),
                             ]
-                            m.d.sync += [pos.eq(pos + 1), room.eq(room - 1),
-                                         first_pending.eq(0), length.eq(length - 1),
+                            m.d.sync += [pos.eq(pos + k), room.eq(room - k),
+                                         first_pending.eq(0), length.eq(length - k),
                                          final.eq(length == 2)]
-                            with m.If(last):
+                            with m.If(consumed_last):
                                 m.d.sync += [
                                     status.valid.eq(1),
                                     status.payload.error.eq(0),
                                     status.payload.kind.eq(LZ4Error.NONE),
-                                    status.payload.length.eq(pos + 1),
+                                    status.payload.length.eq(pos + k),
                                 ]
                                 new_block()
                                 m.next = "TOKEN"
-                            with m.Elif(final):
+                            with m.Elif(ends):
                                 m.next = "OFFSET_LO"
 
             with m.State("OFFSET_LO"):
-                m.d.comb += self.i.ready.eq(1)
+                m.d.comb += want.eq(1)
                 with m.If(take):
                     # what OFFSET_HI checks of `pos`, `room` and the low byte, worked out here
                     # (they hold still until then), so its push decision is short
@@ -423,7 +476,7 @@ class LZ4Decompressor(wiring.Component):
                         m.next = "OFFSET_HI"
 
             with m.State("OFFSET_HI"):
-                m.d.comb += self.i.ready.eq(cmd_room)
+                m.d.comb += want.eq(cmd_room)
                 value = Cat(offset_lo, byte)
                 m.d.comb += offset.eq(value)
                 short_len = token[:4] + MINMATCH
@@ -446,7 +499,7 @@ class LZ4Decompressor(wiring.Component):
 
             with m.State("MATCH_LENGTH"):
                 # `length` already counts MINMATCH; past `room` its value no longer matters
-                m.d.comb += [self.i.ready.eq(cmd_room), offset.eq(saved_offset)]
+                m.d.comb += [want.eq(cmd_room), offset.eq(saved_offset)]
                 # at least 15 + MINMATCH bytes, longer than a beat
                 match_payload(length + byte, 1)
                 with m.If(take):
@@ -474,8 +527,9 @@ class LZ4Decompressor(wiring.Component):
                         m.next = "DISCARD"
 
             with m.State("DISCARD"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(take & last):
+                # the rest of the beat at once
+                m.d.comb += [want.eq(1), k.eq(avail), consumed_last.eq(self.i.payload.last)]
+                with m.If(take & self.i.payload.last):
                     new_block()
                     m.next = "TOKEN"
 
@@ -551,7 +605,7 @@ class LZ4Decompressor(wiring.Component):
         count = Signal(range(n + 1))
         with m.Switch(kind):
             with m.Case(_Command.LITERAL):
-                m.d.comb += count.eq(1)
+                m.d.comb += count.eq(beat_len[:len(count)])
             with m.Case(_Command.MATCH):
                 m.d.comb += count.eq(Mux(beat_long, n, beat_len))
             with m.Default():
@@ -584,7 +638,8 @@ class LZ4Decompressor(wiring.Component):
         # forward_c[k] / forward_d[k] / forward_e[k]: lane k comes from lane forward_lane[k]
         # of C / D / E
         beat_layout = data.StructLayout({
-            "valid": 1, "first": 1, "last": 1, "count": range(n + 1), "byte": 8, "literal": 1,
+            "valid": 1, "first": 1, "last": 1, "count": range(n + 1), "literal": 1,
+            "bytes": data.ArrayLayout(8, cfg.input_bytes_per_cycle),
             "read_from": data.ArrayLayout(n, n), "forward_c": n, "forward_d": n, "forward_e": n,
             "forward_lane": data.ArrayLayout(lane_bits, n),
             "write_lane": data.ArrayLayout(lane_bits, n),
@@ -621,7 +676,9 @@ class LZ4Decompressor(wiring.Component):
                 b.first.eq(beat_first),
                 b.last.eq(beat_last),
                 b.literal.eq(kind == _Command.LITERAL),
-                b.byte.eq(head.byte),
+                # a literal's bytes, lanes at and above its count zeroed
+                *[b.bytes[j].eq(Mux(j < count, head.bytes.word_select(j, 8), 0))
+                  for j in range(cfg.input_bytes_per_cycle)],
                 b.count.eq(count),
             ]
             for k in range(n):
@@ -683,8 +740,8 @@ class LZ4Decompressor(wiring.Component):
                     Mux(r.forward_d[k], d_lane_array[r.forward_lane[k]], 0),
                     Mux(r.forward_e[k], e_lane_array[r.forward_lane[k]], 0),
                 ]
-                if k == 0:
-                    terms.append(Mux(r.literal, r.byte, 0))
+                if k < cfg.input_bytes_per_cycle:
+                    terms.append(Mux(r.literal, r.bytes[k], 0))
                 terms += [r_data[bank] & r.read_from[k][bank].replicate(8)
                           for bank in range(n)]
                 m.d.sync += c_lanes[k].eq(functools.reduce(operator.or_, terms))

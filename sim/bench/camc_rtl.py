@@ -79,13 +79,21 @@ def decompressor_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int 
     """Decompress ``blocks`` (compressed LZ4 blocks, back to back) in ``amaranth.sim`` with
     no stalls and no back-pressure; returns ``{"cycles", "input_bytes", "output_bytes",
     "bytes_per_cycle", "cycles_per_output_byte", "input_bytes_per_cycle"}``, counting from
-    the first input transfer to the last output beat."""
+    the first input transfer to the last output beat. Input beats carry
+    ``cfg.input_bytes_per_cycle`` bytes each (fewer at a block's end)."""
     dut = LZ4Decompressor(cfg)
+    width = cfg.input_bytes_per_cycle
     beats = []
     for block in blocks:
         block = bytes(block)
-        beats += [{"data": b, "first": int(j == 0), "last": int(j == len(block) - 1)}
-                  for j, b in enumerate(block)]
+        for j in range(0, len(block), width):
+            chunk = block[j:j + width]
+            beat = {"data": int.from_bytes(chunk, "little"), "first": int(j == 0),
+                    "last": int(j + len(chunk) == len(block))}
+            if width > 1:
+                beat["count"] = len(chunk)
+            beats.append(beat)
+    input_bytes = sum(len(bytes(block)) for block in blocks)
     result = {}
 
     async def bench(ctx):
@@ -112,10 +120,10 @@ def decompressor_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int 
             if cycle > timeout:
                 raise AssertionError(f"no end after {timeout} cycles")
         cycles = end - start + 1
-        result.update(cycles=cycles, input_bytes=len(beats), output_bytes=produced,
+        result.update(cycles=cycles, input_bytes=input_bytes, output_bytes=produced,
                       bytes_per_cycle=produced / cycles,
                       cycles_per_output_byte=cycles / max(1, produced),
-                      input_bytes_per_cycle=len(beats) / cycles)
+                      input_bytes_per_cycle=input_bytes / cycles)
 
     simulate(dut, bench)
     return result

@@ -207,6 +207,20 @@ def byte_beats(blocks: list[bytes]) -> list[dict]:
             for block in blocks for j, b in enumerate(block)]
 
 
+def wide_beats(blocks: list[bytes], width: int, seed: int) -> list[dict]:
+    """``{data, count, first, last}`` beats of 1 to ``width`` bytes (random splits)."""
+    rng = random.Random(seed)
+    beats = []
+    for block in blocks:
+        j = 0
+        while j < len(block):
+            count = min(len(block) - j, rng.randint(1, width))
+            beats.append({"data": int.from_bytes(block[j:j + count], "little"), "count": count,
+                          "first": int(j == 0), "last": int(j + count == len(block))})
+            j += count
+    return beats
+
+
 def packets_of(beats: list[dict]) -> list[bytes]:
     out, current = [], bytearray()
     for beat in beats:
@@ -316,7 +330,9 @@ async def test_lz4_decompressor(dut, seed, source, sink):
     await start_clock_and_reset(dut, [dut.i__valid, dut.o__ready, dut.o_status__ready])
     cases = decompressor_cases(cfg, seed)
     assert {kind for _, kind, _ in cases} == {None, *LZ4_ERRORS}
-    beats = byte_beats([block for block, _, _ in cases])
+    blocks = [block for block, _, _ in cases]
+    width = cfg.input_bytes_per_cycle
+    beats = byte_beats(blocks) if width == 1 else wide_beats(blocks, width, seed)
     kind_codes = {name: code for code, name in enumerate((None, *LZ4_ERRORS))}
     expected_packets = [want for _, _, want in cases]
     expected_status = [{"error": int(kind is not None), "kind": kind_codes[kind],
