@@ -197,12 +197,21 @@ def test_unknown_router_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "skid_buffer").exists()
 
 
+@pytest.mark.parametrize("density", [0, -0.5, 1.5])
+def test_bad_placer_density_is_refused_before_any_work(tmp_path, density):
+    with pytest.raises(ValueError, match="placer_density must be in"):
+        build("skid_buffer", build_root=tmp_path, placer_density=density)
+    assert not (tmp_path / "skid_buffer").exists()
+
+
 @pytest.mark.synth
 def test_router2_build(tmp_path):
-    """``router="router2"`` reaches nextpnr (its log says which router ran) and the report."""
+    """``router="router2"`` reaches nextpnr (its log says which router ran) and the report,
+    with a placer density beside it."""
     report = build("skid_buffer", build_root=tmp_path, check_cycles=CHECK_CYCLES, pack=False,
-                   router="router2")
+                   router="router2", placer_density=0.7)
     assert report["error"] is None and report["router"] == "router2"
+    assert report["placer_density"] == 0.7
     log = (tmp_path / "skid_buffer" / "ulx3s-85f" / "top.tim").read_text()
     assert "Running router2" in log and report["fmax_mhz"] > 0
 
