@@ -354,6 +354,22 @@ def test_literal_latency():
         == [LITERAL_LATENCY] * len(raw)
 
 
+def test_wide_literal_latency():
+    """With 4-byte beats, each literal beat leaves LITERAL_LATENCY cycles after the ``i``
+    beat it came in is taken, carrying that beat's literal bytes (3 after the token, then 4,
+    4, 3)."""
+    cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=4,
+                                input_bytes_per_cycle=4)
+    raw = b"fourteen bytes"
+    block = bytes([len(raw) << 4]) + raw
+    results, trace = run(cfg, [block], split="full")
+    assert results == [(None, raw)]
+    taken = sorted(set(trace["taken"]))
+    assert len(taken) == 4 and taken == list(range(taken[0], taken[0] + 4)), taken
+    assert [o - i for i, o in zip(taken, trace["beats"], strict=True)] \
+        == [LITERAL_LATENCY] * 4
+
+
 @pytest.mark.parametrize("width", [1, 4])
 def test_status_bound_on_good_blocks(width):
     cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=4,
@@ -396,26 +412,34 @@ def test_random_corruption_matches_golden(seed, width):
 
 # --- throughput and Verilog ----------------------------------------------------------------
 
-def throughput_figures(n=4, seed=0):
+def throughput_figures(n=4, seed=0, width=1):
     rng = np.random.default_rng(seed)
     kinds = {
         "zeros": bytes(1024),
         "random": rng.integers(0, 256, 1024, dtype=np.uint8).tobytes(),
         "bitplanes": bitplane_split(gaussian_bf16(512, rng), "bf16"),
     }
-    cfg = LZ4DecompressorConfig(max_block_bytes=1024, output_bytes_per_cycle=n)
+    cfg = LZ4DecompressorConfig(max_block_bytes=1024, output_bytes_per_cycle=n,
+                                input_bytes_per_cycle=width)
     return {name: decompressor_throughput(cfg, [lz4.block.compress(raw, store_size=False)])
             for name, raw in kinds.items()}
 
 
-def test_throughput(capsys):
-    figures = throughput_figures()
+@pytest.mark.parametrize("width", [1, 4])
+def test_throughput(capsys, width):
+    figures = throughput_figures(width=width)
     with capsys.disabled():
         for name, fig in figures.items():
-            print(f"\nlz4 decompressor N=4 {name}: {fig['bytes_per_cycle']:.2f} bytes/cycle "
-                  f"({fig['input_bytes']} -> {fig['output_bytes']} bytes, "
+            print(f"\nlz4 decompressor N=4 I={width} {name}: {fig['bytes_per_cycle']:.2f} "
+                  f"bytes/cycle ({fig['input_bytes']} -> {fig['output_bytes']} bytes, "
                   f"{fig['cycles']} cycles)")
+    assert all(fig["output_bytes"] == 1024 for fig in figures.values())
     assert figures["zeros"]["bytes_per_cycle"] > 1
+    if width > 1:
+        # literal runs (random data stored as literals, bit planes) go faster than a byte
+        # per cycle only with wide beats
+        assert figures["random"]["bytes_per_cycle"] > 1
+        assert figures["bitplanes"]["bytes_per_cycle"] > 1
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -310,16 +310,17 @@ class CAMCController(wiring.Component):
     (``width + 4`` cycles), compression (about one cycle per raw byte) and the copy of its
     stored bytes into the write queue (one cycle per stored byte). Read: words reach the lane
     from the memory, the first values leave after all of the block's plane bytes are
-    assembled (one compressed byte per cycle in the decompressor, raw group bytes up to
-    ``output_bytes_per_cycle`` per cycle) plus ``width + 7`` cycles (the merge's ``width + 4``,
+    assembled (compressed and raw group bytes in chunks of up to ``output_bytes_per_cycle``
+    bytes of one memory word; the decompressor reads literals a chunk per cycle and token
+    and offset bytes one per cycle) plus ``width + 7`` cycles (the merge's ``width + 4``,
     a skid buffer on each side of it and one after the lane selection). A read block's status
     leaves through a skid buffer after the selection too.
 
     Throughput
     ----------
     Per lane, about one raw byte per cycle plus one cycle per stored byte when writing, and
-    one compressed or raw-group byte per cycle when reading (more on data that compresses
-    well: the decompressor copies matches ``output_bytes_per_cycle`` bytes at a time). Lanes
+    up to ``output_bytes_per_cycle`` bytes per cycle when reading (the decompressor's literal
+    runs and match copies; a sequence's token and offset cost a cycle per byte). Lanes
     work in parallel; the memory port moves one word per cycle. Measured figures:
     ``llmhw bench camc``.
     """
