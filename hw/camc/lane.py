@@ -26,48 +26,11 @@ from ..common.width_converter import (
     WidthUpConverter,
 )
 from .bitplane import BitplaneMerge, BitplaneSplit
+from .countdown import Countdown
 from .lz4_compressor import LZ4Compressor
 from .lz4_decompressor import LZ4Decompressor
 
 __all__ = ["PlaneAssembler", "CAMCLane"]
-
-
-class _Countdown:
-    """A byte countdown (``left``) with registered ``small = min(left, n)`` and ``fits =
-    left <= n``, so a per-cycle "how many bytes may go" never waits for a wide compare.
-
-    Their next values are worked out for every count 0..n in parallel. ``far`` (registered)
-    says ``left > 2n``: then every next value is "n, does not fit"; otherwise ``left < 4n``
-    and the exact ones need only its low bits. ``far`` itself is updated from ``left > 3n``
-    before the take (a take is at most n), which keeps the wide compare off the path from
-    the count.
-    """
-
-    def __init__(self, m, name, max_value, n):
-        self.m, self.n = m, n
-        self.left = Signal(range(max_value + 1), name=f"{name}_left")
-        self.small = Signal(range(n + 1), name=f"{name}_small")
-        self.fits = Signal(name=f"{name}_fits")
-        self.far = Signal(name=f"{name}_far")
-        near_bits = (4 * n).bit_length()
-        self.next_small = Array(Signal(range(n + 1), name=f"{name}_next_small{a}")
-                                for a in range(n + 1))
-        self.next_fits = Array(Signal(name=f"{name}_next_fits{a}") for a in range(n + 1))
-        for a in range(n + 1):
-            after = Signal(range(-n, 4 * n), name=f"{name}_after{a}")
-            m.d.comb += [after.eq(self.left[:near_bits] - a),
-                         self.next_small[a].eq(Mux(self.far | (after > n), n, after)),
-                         self.next_fits[a].eq(~self.far & (after <= n))]
-
-    def load(self, value):
-        n = self.n
-        self.m.d.sync += [self.left.eq(value), self.small.eq(Mux(value > n, n, value)),
-                          self.fits.eq(value <= n), self.far.eq(value > 2 * n)]
-
-    def take(self, count):
-        self.m.d.sync += [self.left.eq(self.left - count), self.far.eq(self.left > 3 * self.n),
-                          self.small.eq(self.next_small[count]),
-                          self.fits.eq(self.next_fits[count])]
 
 
 class PlaneAssembler(wiring.Component):
@@ -145,7 +108,7 @@ class PlaneAssembler(wiring.Component):
         is_raw = Signal()           # registered at the start of each group
         all_sent = self.i_job.valid & (group == job.fetched)
         # how many bytes of the group are still to come (`rest.small`, `rest.fits` registered)
-        rest = _Countdown(m, "rest", max(self.group_raw_bytes), n)
+        rest = Countdown(m, "rest", max(self.group_raw_bytes), n)
         rem_small, rem_fits = rest.small, rest.fits
 
         # stage A: one trimmed chunk (bytes of the current group only, or zero padding) in a
@@ -547,7 +510,7 @@ class CAMCLane(wiring.Component):
         s_fetched = Mux(sjob.unmapped, 0, sjob.fetched)
         g_started = Signal()                            # the group's countdown is loaded
         g_first = Signal()
-        g_rest = _Countdown(m, "group", cfg.max_group_bytes, n)
+        g_rest = Countdown(m, "group", cfg.max_group_bytes, n)
         g_small, g_fits = g_rest.small, g_rest.fits
         stored = sjob.stored[s_group[:max(1, (groups - 1).bit_length())]]
         with m.If(loaded & ~g_started & (s_group < s_fetched)):

@@ -22,6 +22,7 @@ from ..common.bram import PipelinedRAM, PipelinedRAMConfig
 from ..common.queue import Queue, QueueConfig
 from ..common.skid_buffer import SkidBuffer, SkidBufferConfig
 from ..common.validate import check_choice, check_power_of_two, packet_layout
+from .countdown import Countdown
 
 __all__ = ["LZ4Error", "LZ4DecompressorConfig", "LZ4Decompressor", "PRESETS",
            "ERROR_NAMES", "LITERAL_LATENCY", "STATUS_LATENCY"]
@@ -178,8 +179,8 @@ class LZ4Decompressor(wiring.Component):
     o : Out(stream.Signature(cfg.output_layout))
         Decompressed bytes, ``{data: 8*N, count, first, last}``. Every block gives one packet:
         ``first`` on its first beat, ``last`` on its final beat. Literal beats carry 1 to
-        ``I`` bytes, match beats up to ``N``; a beat with ``count = 0`` only carries ``last`` (empty block,
-        or the end of a block cut short by an error).
+        ``I`` bytes, match beats up to ``N``; a beat with ``count = 0`` only carries ``last``
+        (empty block, or the end of a block cut short by an error).
     o_status : Out(stream.Signature(cfg.status_layout))
         One entry per block: ``error``, ``kind`` (:class:`LZ4Error`, the golden kind) and
         ``length`` (bytes sent on ``o`` for the block). The parser does not start the next
@@ -354,9 +355,20 @@ class LZ4Decompressor(wiring.Component):
         with m.If(take):
             m.d.sync += ended.eq(consumed_last)
 
-        def start_literals(lit_len, too_long, one):
-            # `lit_len > 0`, more input follows the length fields
-            m.d.sync += [length.eq(lit_len), overflow.eq(too_long), final.eq(one)]
+        # With wide beats the run's length is also a countdown whose `min(length, I)` and
+        # `length <= I` are registers, so how many literal bytes go this cycle is a 3-bit
+        # compare against the beat, not a compare of the whole length.
+        if width > 1:
+            literals = Countdown(m, "literals", (1 << LENGTH_BITS) - 1, width, left=length)
+            assert 15 > 2 * width   # an extended literal length is "far"
+
+        def start_literals(lit_len, too_long, one, extended=False):
+            # `lit_len > 0`, more input follows the length fields; `extended`: `lit_len >= 15`
+            if width > 1:
+                literals.load(lit_len, far=extended)
+            else:
+                m.d.sync += length.eq(lit_len)
+            m.d.sync += [overflow.eq(too_long), final.eq(one)]
             m.next = "LITERAL"
 
         def match_payload(match_len, long):
@@ -423,44 +435,56 @@ class LZ4Decompressor(wiring.Component):
                     with m.Elif(last):
                         fail(LZ4Error.LITERAL_PAST_INPUT)
                     with m.Else():
-                        start_literals(total, exceeds(byte), 0)   # >= 15
+                        start_literals(total, exceeds(byte), 0, extended=True)   # >= 15
 
             with m.State("LITERAL"):
                 # `ends`: the run's final byte is in this cycle's bytes; then `k` is what is
                 # left of the run, else the rest of the beat
                 if width == 1:
                     ends = final
+
+                    def count_down():
+                        m.d.sync += length.eq(length - 1)
                 else:
                     ends = Signal()
-                    m.d.comb += [ends.eq(length <= avail),
-                                 k.eq(Mux(ends, length[:len(k)], avail)),
+                    short = Signal()              # the run's rest fits in the beat's rest
+                    m.d.comb += [short.eq(literals.small <= avail),
+                                 ends.eq(literals.fits & short),
+                                 k.eq(Mux(short, literals.small, avail)),
+                                 beat_end.eq(literals.small >= avail),
                                  consumed_last.eq(self.i.payload.last & beat_end)]
+
+                    def count_down():
+                        literals.take(k)
                 with m.If(overflow):
                     # Consume the run without producing it: its end decides the error kind.
                     m.d.comb += want.eq(1)
                     with m.If(take):
-                        m.d.sync += [length.eq(length - k), final.eq(length == 2)]
+                        count_down()
+                        m.d.sync += final.eq(length == 2)
                         with m.If(ends):
                             fail(LZ4Error.OUTPUT_OVERFLOW)
                         with m.Elif(consumed_last):
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                 with m.Else():
-                    m.d.comb += want.eq(cmd_room)
+                    # the payload in the whole state (it only counts with `valid`), so the
+                    # checks reach the queue's write enable, not its data
+                    m.d.comb += [
+                        want.eq(cmd_room),
+                        cmd.payload.kind.eq(_Command.LITERAL),
+                        cmd.payload.bytes.eq(self.i.payload.data >> (off * 8)),
+                        cmd.payload.length.eq(k),
+                        cmd.payload.first.eq(first_pending),
+                        cmd.payload.last.eq(consumed_last),
+                    ]
                     with m.If(take):
                         with m.If(consumed_last & ~ends):
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                         with m.Else():
-                            m.d.comb += [
-                                cmd.valid.eq(1),
-                                cmd.payload.kind.eq(_Command.LITERAL),
-                                cmd.payload.bytes.eq(self.i.payload.data >> (off * 8)),
-                                cmd.payload.length.eq(k),
-                                cmd.payload.first.eq(first_pending),
-                                cmd.payload.last.eq(consumed_last),
-                            ]
+                            m.d.comb += cmd.valid.eq(1)
+                            count_down()
                             m.d.sync += [pos.eq(pos + k), room.eq(room - k),
-                                         first_pending.eq(0), length.eq(length - k),
-                                         final.eq(length == 2)]
+                                         first_pending.eq(0), final.eq(length == 2)]
                             with m.If(consumed_last):
                                 m.d.sync += [
                                     status.valid.eq(1),
@@ -540,6 +564,8 @@ class LZ4Decompressor(wiring.Component):
             with m.State("DISCARD"):
                 # the rest of the beat at once
                 m.d.comb += [want.eq(1), k.eq(avail), consumed_last.eq(self.i.payload.last)]
+                if width > 1:
+                    m.d.comb += beat_end.eq(1)
                 with m.If(take & self.i.payload.last):
                     new_block()
                     m.next = "TOKEN"
