@@ -9,7 +9,8 @@ class Countdown:
     """A byte countdown (``left``) with registered ``small = min(left, n)`` and ``fits =
     left <= n``, so a per-cycle "how many bytes may go" never waits for a wide compare.
 
-    Their next values are worked out for every count 0..n in parallel. ``far`` (registered)
+    Their next values, and ``left`` minus each count, are worked out for every count 0..n in
+    parallel, so the count only drives a mux, never a carry chain. ``far`` (registered)
     says ``left > 2n``: then every next value is "n, does not fit"; otherwise ``left < 4n``
     and the exact ones need only its low bits. ``far`` itself is updated from ``left > 3n``
     before the take (a take is at most n), which keeps the wide compare off the path from
@@ -29,6 +30,9 @@ class Countdown:
         self.next_small = Array(Signal(range(n + 1), name=f"{name}_next_small{a}")
                                 for a in range(n + 1))
         self.next_fits = Array(Signal(name=f"{name}_next_fits{a}") for a in range(n + 1))
+        self.next_left = Array(Signal.like(self.left, name=f"{name}_next_left{a}")
+                               for a in range(n + 1))
+        m.d.comb += [self.next_left[a].eq(self.left - a) for a in range(n + 1)]
         for a in range(n + 1):
             after = Signal(range(-n, 4 * n), name=f"{name}_after{a}")
             m.d.comb += [after.eq(self.left[:near_bits] - a),
@@ -46,6 +50,7 @@ class Countdown:
                           self.fits.eq(value <= n), self.far.eq(value > 2 * n)]
 
     def take(self, count):
-        self.m.d.sync += [self.left.eq(self.left - count), self.far.eq(self.left > 3 * self.n),
+        self.m.d.sync += [self.left.eq(self.next_left[count]),
+                          self.far.eq(self.left > 3 * self.n),
                           self.small.eq(self.next_small[count]),
                           self.fits.eq(self.next_fits[count])]

@@ -361,6 +361,11 @@ class LZ4Decompressor(wiring.Component):
         if width > 1:
             literals = Countdown(m, "literals", (1 << LENGTH_BITS) - 1, width, left=length)
             assert 15 > 2 * width   # an extended literal length is "far"
+        # `pos + a` and `room - a` for every literal count a, so the count only drives a mux
+        pos_plus = Array(Signal.like(pos, name=f"pos_plus{a}") for a in range(width + 1))
+        room_minus = Array(Signal.like(room, name=f"room_minus{a}") for a in range(width + 1))
+        m.d.comb += [pos_plus[a].eq(pos + a) for a in range(width + 1)]
+        m.d.comb += [room_minus[a].eq(room - a) for a in range(width + 1)]
 
         def start_literals(lit_len, too_long, one, extended=False):
             # `lit_len > 0`, more input follows the length fields; `extended`: `lit_len >= 15`
@@ -483,14 +488,14 @@ class LZ4Decompressor(wiring.Component):
                         with m.Else():
                             m.d.comb += cmd.valid.eq(1)
                             count_down()
-                            m.d.sync += [pos.eq(pos + k), room.eq(room - k),
+                            m.d.sync += [pos.eq(pos_plus[k]), room.eq(room_minus[k]),
                                          first_pending.eq(0), final.eq(length == 2)]
                             with m.If(consumed_last):
                                 m.d.sync += [
                                     status.valid.eq(1),
                                     status.payload.error.eq(0),
                                     status.payload.kind.eq(LZ4Error.NONE),
-                                    status.payload.length.eq(pos + k),
+                                    status.payload.length.eq(pos_plus[k]),
                                 ]
                                 new_block()
                                 m.next = "TOKEN"
