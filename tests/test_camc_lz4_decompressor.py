@@ -339,6 +339,9 @@ def test_crafted_errors_flag_bound_and_recover(width, split):
         got_kind, packet = results[2 * index]
         assert got_kind == kind, f"{block!r}: {got_kind} != {kind}"
         assert len(packet) <= 256
+        if kind == "literal_past_input" and block[0] >> 4 != 15:
+            # the run's bytes that the input holds are out, then the packet ends
+            assert packet == block[1:], f"{block!r}: sent {packet!r}"
         assert results[2 * index + 1] == (None, good_raw)
 
 

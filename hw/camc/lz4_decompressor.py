@@ -334,16 +334,16 @@ class LZ4Decompressor(wiring.Component):
 
         status = self.o_status
 
-        def report(kind):
+        def report(kind, length=pos):
             m.d.sync += [
                 status.valid.eq(1),
                 status.payload.error.eq(kind != LZ4Error.NONE),
                 status.payload.kind.eq(kind),
-                status.payload.length.eq(pos),
+                status.payload.length.eq(length),
             ]
 
-        def fail(kind):
-            report(kind)
+        def fail(kind, length=pos):
+            report(kind, length)
             m.next = "CLOSE"
 
         def new_block():
@@ -472,24 +472,27 @@ class LZ4Decompressor(wiring.Component):
                         with m.Elif(consumed_last):
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                 with m.Else():
-                    # the payload in the whole state (it only counts with `valid`), so the
-                    # checks reach the queue's write enable, not its data
+                    # The bytes read are pushed whatever the checks say (the run fits in the
+                    # output), so the queue's write enable is only `take`; the payload is set
+                    # in the whole state.
                     m.d.comb += [
                         want.eq(cmd_room),
+                        cmd.valid.eq(take),
                         cmd.payload.kind.eq(_Command.LITERAL),
                         cmd.payload.bytes.eq(self.i.payload.data >> (off * 8)),
                         cmd.payload.length.eq(k),
                         cmd.payload.first.eq(first_pending),
-                        cmd.payload.last.eq(consumed_last),
+                        # a run cut short by the input's end is closed by CLOSE instead
+                        cmd.payload.last.eq(consumed_last & ends),
                     ]
                     with m.If(take):
+                        count_down()
+                        m.d.sync += [pos.eq(pos_plus[k]), room.eq(room_minus[k]),
+                                     first_pending.eq(0), final.eq(length == 2)]
                         with m.If(consumed_last & ~ends):
-                            fail(LZ4Error.LITERAL_PAST_INPUT)
+                            # the bytes read so far are out; the packet ends there
+                            fail(LZ4Error.LITERAL_PAST_INPUT, pos_plus[k])
                         with m.Else():
-                            m.d.comb += cmd.valid.eq(1)
-                            count_down()
-                            m.d.sync += [pos.eq(pos_plus[k]), room.eq(room_minus[k]),
-                                         first_pending.eq(0), final.eq(length == 2)]
                             with m.If(consumed_last):
                                 m.d.sync += [
                                     status.valid.eq(1),

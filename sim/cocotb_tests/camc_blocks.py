@@ -309,9 +309,8 @@ def decompressor_cases(cfg, seed: int):
     for index, (kind, block) in enumerate(corrupt_blocks(cfg.max_block_bytes).items()):
         assert golden_verdict(block, cfg.max_block_bytes)[0] == kind
         # what is decoded before the bad field is out already: the literal "a"; of a literal
-        # run that ends past the input, every byte before the one carrying `last` (which
-        # decides the verdict), so "ab" (amaranth.sim gives the same)
-        cases.append((block, kind, b"ab" if kind == "literal_past_input" else b"a"))
+        # run that ends past the input, every byte the input holds, so "abc"
+        cases.append((block, kind, b"abc" if kind == "literal_past_input" else b"a"))
         good = raw[(index + 2) % len(raw)]
         cases.append((lz4.block.compress(good, store_size=False, mode="high_compression"),
                       None, good))
