@@ -162,8 +162,9 @@ class LZ4Decompressor(wiring.Component):
     registers the output lanes (then written back to the history buffer). Bytes of the two
     beats in B and R are forwarded from C and from the beat C held before.
 
-    After an error the parser reports it on ``o_status``, ends the output packet with an
-    empty ``last`` beat and drops the rest of the block's input up to its ``last``; the next
+    After an error the parser reports it on ``o_status`` (bytes decoded before the bad field
+    are out already; of a literal run that ends past the input, the bytes the input holds),
+    ends the output packet with an empty ``last`` beat and drops the rest of the block's input up to its ``last``; the next
     block starts clean (offsets are checked against this block's bytes only).
 
     Parameters
