@@ -140,14 +140,14 @@ class LZ4Decompressor(wiring.Component):
     literal run up to ``I = input_bytes_per_cycle`` bytes per cycle (the rest of the current
     ``i`` beat, within the run), and checks each field as soon as it is read, in the golden
     decoder's order. It sends literal (1 to ``I`` bytes), match and close commands through a
-    short queue to a copier, which writes
-    every produced byte into a history buffer of ``max_block_bytes`` bytes held in
-    ``output_bytes_per_cycle`` byte-wide banks (``lib.memory.Memory``; byte address ``a`` in
-    bank ``a mod N``) and sends it on ``o``. A match beat reads ``N`` consecutive bytes at
-    ``position - offset`` from all banks at once; for an offset below ``N`` output lane ``k``
-    takes source lane ``k mod offset`` (the repeating pattern). Bytes of the three beats before
-    are not read from the buffer but forwarded (the read ports' transparency, and the
-    registers of the two beats just built), so overlapping copies run at full rate.
+    short queue to a copier, which writes every produced byte into a history buffer of
+    ``max_block_bytes`` bytes held in ``output_bytes_per_cycle`` byte-wide banks
+    (``lib.memory.Memory``; byte address ``a`` in bank ``a mod N``) and sends it on ``o``. A
+    match beat reads ``N`` consecutive bytes at ``position - offset`` from all banks at
+    once; for an offset below ``N`` output lane ``k`` takes source lane ``k mod offset``
+    (the repeating pattern). Bytes of the three beats before are not read from the buffer
+    but forwarded (the read ports' transparency, and the registers of the two beats just
+    built), so overlapping copies run at full rate.
 
     For timing (>= 100 MHz on ECP5 speed 6 at ``N = 4``) no cycle adds a byte to a long
     length: the parser keeps ``room = max_block_bytes - produced`` and, during a length
@@ -164,8 +164,9 @@ class LZ4Decompressor(wiring.Component):
 
     After an error the parser reports it on ``o_status`` (bytes decoded before the bad field
     are out already; of a literal run that ends past the input, the bytes the input holds),
-    ends the output packet with an empty ``last`` beat and drops the rest of the block's input up to its ``last``; the next
-    block starts clean (offsets are checked against this block's bytes only).
+    ends the output packet with an empty ``last`` beat and drops the rest of the block's
+    input up to its ``last``; the next block starts clean (offsets are checked against this
+    block's bytes only).
 
     Parameters
     ----------
@@ -450,7 +451,7 @@ class LZ4Decompressor(wiring.Component):
                     ends = final
 
                     def count_down():
-                        m.d.sync += length.eq(length - 1)
+                        m.d.sync += [length.eq(length - 1), final.eq(length == 2)]
                 else:
                     ends = Signal()
                     short = Signal()              # the run's rest fits in the beat's rest
@@ -467,7 +468,6 @@ class LZ4Decompressor(wiring.Component):
                     m.d.comb += want.eq(1)
                     with m.If(take):
                         count_down()
-                        m.d.sync += final.eq(length == 2)
                         with m.If(ends):
                             fail(LZ4Error.OUTPUT_OVERFLOW)
                         with m.Elif(consumed_last):
@@ -489,7 +489,7 @@ class LZ4Decompressor(wiring.Component):
                     with m.If(take):
                         count_down()
                         m.d.sync += [pos.eq(pos_plus[k]), room.eq(room_minus[k]),
-                                     first_pending.eq(0), final.eq(length == 2)]
+                                     first_pending.eq(0)]
                         with m.If(consumed_last & ~ends):
                             # the bytes read so far are out; the packet ends there
                             fail(LZ4Error.LITERAL_PAST_INPUT, pos_plus[k])
