@@ -23,7 +23,7 @@ from hw.camc.lz4_decompressor import (
     LZ4Decompressor,
     LZ4DecompressorConfig,
 )
-from sim.bench.camc_rtl import decompressor_throughput
+from sim.bench.camc_rtl import decompressor_beats, decompressor_throughput
 from sim.stalls import stall_pattern
 from sim.stream import simulate, stream_get, stream_put
 
@@ -71,21 +71,8 @@ def golden_verdict(block, max_output=MAX):
 def input_beats(cfg, blocks, seed=0, split="random"):
     """``i`` beats for ``blocks``: one byte each, or for ``input_bytes_per_cycle`` I > 1 runs
     of 1 to I bytes (``split="random"``, from ``seed``) or of I bytes (``"full"``)."""
-    width = cfg.input_bytes_per_cycle
-    if width == 1:
-        return [{"data": b, "first": int(j == 0), "last": int(j == len(block) - 1)}
-                for block in blocks for j, b in enumerate(block)]
-    rng = random.Random(seed + 77)
-    beats = []
-    for block in blocks:
-        j = 0
-        while j < len(block):
-            count = min(len(block) - j, width if split == "full" else rng.randint(1, width))
-            beats.append({"data": int.from_bytes(block[j:j + count], "little"),
-                          "count": count, "first": int(j == 0),
-                          "last": int(j + count == len(block))})
-            j += count
-    return beats
+    rng = random.Random(seed + 77) if split == "random" else None
+    return decompressor_beats(blocks, cfg.input_bytes_per_cycle, rng)
 
 
 def run(cfg, blocks, *, seed=0, i_stall="none", o_stall="none", s_stall="none",

@@ -9,7 +9,8 @@ from hw.camc.lz4_decompressor import LZ4Decompressor, LZ4DecompressorConfig
 from sim.stalls import stall_pattern
 from sim.stream import simulate, stream_get, stream_put
 
-__all__ = ["compressor_throughput", "decompressor_throughput", "run_controller", "value_beats"]
+__all__ = ["compressor_throughput", "decompressor_beats", "decompressor_throughput",
+           "run_controller", "value_beats"]
 
 
 def compressor_throughput(cfg: LZ4CompressorConfig, blocks, *, stalls=("none", "none"),
@@ -75,6 +76,27 @@ def compressor_throughput(cfg: LZ4CompressorConfig, blocks, *, stalls=("none", "
             "left_over": times["left_over"]}
 
 
+def decompressor_beats(blocks, width: int = 1, rng=None) -> list[dict]:
+    """``i`` beats of an :class:`LZ4Decompressor` with ``input_bytes_per_cycle = width`` for
+    ``blocks`` (compressed blocks, back to back): one byte each for ``width`` 1, else
+    ``{data, count, first, last}`` beats of ``width`` bytes (fewer at a block's end), or of
+    1 to ``width`` bytes drawn from ``rng`` (a ``random.Random``) when given."""
+    beats = []
+    for block in blocks:
+        block = bytes(block)
+        j = 0
+        while j < len(block):
+            count = 1 if width == 1 else min(len(block) - j,
+                                             rng.randint(1, width) if rng else width)
+            beat = {"data": int.from_bytes(block[j:j + count], "little"), "first": int(j == 0),
+                    "last": int(j + count == len(block))}
+            if width > 1:
+                beat["count"] = count
+            beats.append(beat)
+            j += count
+    return beats
+
+
 def decompressor_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int = 200_000) -> dict:
     """Decompress ``blocks`` (compressed LZ4 blocks, back to back) in ``amaranth.sim`` with
     no stalls and no back-pressure; returns ``{"cycles", "input_bytes", "output_bytes",
@@ -82,17 +104,7 @@ def decompressor_throughput(cfg: LZ4DecompressorConfig, blocks, *, timeout: int 
     the first input transfer to the last output beat. Input beats carry
     ``cfg.input_bytes_per_cycle`` bytes each (fewer at a block's end)."""
     dut = LZ4Decompressor(cfg)
-    width = cfg.input_bytes_per_cycle
-    beats = []
-    for block in blocks:
-        block = bytes(block)
-        for j in range(0, len(block), width):
-            chunk = block[j:j + width]
-            beat = {"data": int.from_bytes(chunk, "little"), "first": int(j == 0),
-                    "last": int(j + len(chunk) == len(block))}
-            if width > 1:
-                beat["count"] = len(chunk)
-            beats.append(beat)
+    beats = decompressor_beats(blocks, cfg.input_bytes_per_cycle)
     input_bytes = sum(len(bytes(block)) for block in blocks)
     result = {}
 

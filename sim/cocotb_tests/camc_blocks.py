@@ -26,7 +26,7 @@ from golden.camc import (
     plane_bytes,
 )
 from hw.common.validate import packet_layout
-from sim.bench.camc_rtl import value_beats
+from sim.bench.camc_rtl import decompressor_beats, value_beats
 from sim.cocotb_bridge import load_config
 from sim.cocotb_stream import (
     StreamDriver,
@@ -207,20 +207,6 @@ def byte_beats(blocks: list[bytes]) -> list[dict]:
             for block in blocks for j, b in enumerate(block)]
 
 
-def wide_beats(blocks: list[bytes], width: int, seed: int) -> list[dict]:
-    """``{data, count, first, last}`` beats of 1 to ``width`` bytes (random splits)."""
-    rng = random.Random(seed)
-    beats = []
-    for block in blocks:
-        j = 0
-        while j < len(block):
-            count = min(len(block) - j, rng.randint(1, width))
-            beats.append({"data": int.from_bytes(block[j:j + count], "little"), "count": count,
-                          "first": int(j == 0), "last": int(j + count == len(block))})
-            j += count
-    return beats
-
-
 def packets_of(beats: list[dict]) -> list[bytes]:
     out, current = [], bytearray()
     for beat in beats:
@@ -331,7 +317,7 @@ async def test_lz4_decompressor(dut, seed, source, sink):
     assert {kind for _, kind, _ in cases} == {None, *LZ4_ERRORS}
     blocks = [block for block, _, _ in cases]
     width = cfg.input_bytes_per_cycle
-    beats = byte_beats(blocks) if width == 1 else wide_beats(blocks, width, seed)
+    beats = decompressor_beats(blocks, width, random.Random(seed))
     kind_codes = {name: code for code, name in enumerate((None, *LZ4_ERRORS))}
     expected_packets = [want for _, _, want in cases]
     expected_status = [{"error": int(kind is not None), "kind": kind_codes[kind],
