@@ -527,7 +527,7 @@ class CAMCLane(wiring.Component):
         offer = loaded & g_started & (w_avail != 0)
         # a registered queue in front of the decompressor keeps the group bookkeeping out of
         # the decompressor's (combinational) verdict path; depth 4, because a buffered FIFO of
-        # depth 2 (one entry plus the output register) takes a byte only every other cycle
+        # depth 2 (one entry plus the output register) takes a beat only every other cycle
         dec_in = cfg.decompressor.input_layout
         m.submodules.lz4_path = lz4_path = fifo.SyncFIFOBuffered(width=dec_in.size, depth=4)
         beat = data.View(dec_in, lz4_path.w_data)

@@ -495,12 +495,7 @@ class LZ4Decompressor(wiring.Component):
                             fail(LZ4Error.LITERAL_PAST_INPUT, pos_plus[k])
                         with m.Else():
                             with m.If(consumed_last):
-                                m.d.sync += [
-                                    status.valid.eq(1),
-                                    status.payload.error.eq(0),
-                                    status.payload.kind.eq(LZ4Error.NONE),
-                                    status.payload.length.eq(pos_plus[k]),
-                                ]
+                                report(LZ4Error.NONE, pos_plus[k])
                                 new_block()
                                 m.next = "TOKEN"
                             with m.Elif(ends):
