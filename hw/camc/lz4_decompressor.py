@@ -33,9 +33,11 @@ MINMATCH = 4
 # the verdict is exact for compressed blocks shorter than 16 MiB.
 LENGTH_BITS = 24
 
-#: Cycles from the transfer of a literal byte on ``i`` to its beat on ``o`` (no stalls).
+#: Cycles from the transfer of a literal byte on ``i`` to its beat on ``o`` (no stalls), for
+#: byte beats; wide beats add the input window's cycle (``LZ4DecompressorConfig.literal_latency``).
 LITERAL_LATENCY = 6
-#: Cycles from the transfer of the byte that decides a block's verdict to ``o_status.valid``.
+#: Cycles from the parser's read of the byte that decides a block's verdict to
+#: ``o_status.valid``; for byte beats, from that byte's transfer on ``i``.
 STATUS_LATENCY = 1
 
 
@@ -100,10 +102,28 @@ class LZ4DecompressorConfig:
                              f"output_bytes_per_cycle ({n}), not {self.input_bytes_per_cycle!r}")
 
     @property
+    def literal_latency(self):
+        """Cycles from the transfer of a literal byte on ``i`` to its beat on ``o`` when the
+        parser reads it as soon as it can: :data:`LITERAL_LATENCY`, plus one for the input
+        window when ``input_bytes_per_cycle > 1``."""
+        return LITERAL_LATENCY + (self.input_bytes_per_cycle > 1)
+
+    @property
+    def status_bound(self):
+        """Most cycles from the transfer of the byte that decides a block's verdict to
+        ``o_status.valid`` while the parser does not wait (on a full command queue, or on a
+        status not yet taken): :data:`STATUS_LATENCY` when ``input_bytes_per_cycle`` is 1;
+        with ``I > 1`` the byte may wait behind ``2I - 1`` bytes in the input window, so
+        ``STATUS_LATENCY + 2I``."""
+        i = self.input_bytes_per_cycle
+        return STATUS_LATENCY if i == 1 else STATUS_LATENCY + 2 * i
+
+    @property
     def input_layout(self):
         """``{data: 8, first, last}``: one compressed byte per beat (``input_bytes_per_cycle``
         1), or ``{data: 8*I, count, first, last}``: ``count`` bytes (1 to ``I``) in lanes 0
-        up, ``last`` on the beat that holds a block's final byte. ``first`` is ignored."""
+        up (the lanes above are ignored), ``last`` on the beat that holds a block's final
+        byte. ``first`` is ignored."""
         i = self.input_bytes_per_cycle
         if i == 1:
             return packet_layout(8)
@@ -270,32 +290,25 @@ class LZ4Decompressor(wiring.Component):
         n = cfg.output_bytes_per_cycle
         lane_bits = max(1, exact_log2(n))
         width = cfg.input_bytes_per_cycle
-        # A beat of `i` is read from byte `off` on; it is taken (`i.ready`) in the cycle its
-        # final byte is read. `want`: the state reads this cycle (given a valid beat); `k`:
-        # how many bytes it reads (1, but up to the rest of the beat for literals and
-        # DISCARD); `consumed_last`: the bytes read include the block's final byte.
+        # `want`: the state reads this cycle (given a byte to read); `k`: how many bytes it
+        # reads (1, but up to `avail` for literals and DISCARD); `consumed_last`: the bytes
+        # read include the block's final byte. `avail`: the bytes that may be read this
+        # cycle, up to the block's final byte; `end_last`: they end with it.
         want = Signal()
         k = Signal(range(width + 1), init=1)
         consumed_last = Signal()
         if width == 1:
-            off = Const(0, 1)
+            # `i` is read directly, one byte per beat, taken in the cycle it is read
             avail = Const(1, 1)
-            byte = self.i.payload.data
-            last = self.i.payload.last
-            beat_end = Const(1)
+            byte = front = self.i.payload.data
+            last = end_last = self.i.payload.last
+            take = self.i.valid & want
+            m.d.comb += self.i.ready.eq(want)
         else:
-            off = Signal(range(width))
-            avail = Signal(range(width + 1))
-            m.d.comb += avail.eq(self.i.payload.count - off)
-            byte = self.i.payload.data.word_select(off, 8)
-            beat_end = Signal()
-            m.d.comb += beat_end.eq(k == avail)
-            last = self.i.payload.last & (avail == 1)
-        take = self.i.valid & want
-        m.d.comb += [self.i.ready.eq(want & beat_end), consumed_last.eq(last)]
-        if width > 1:
-            with m.If(take):
-                m.d.sync += off.eq(Mux(beat_end, 0, off + k))
+            front, last, end_last, avail, nonempty = self._elaborate_window(m, want, k)
+            byte = front[:8]
+            take = nonempty & want
+        m.d.comb += consumed_last.eq(last)
 
         pos = Signal(range(max_out + 1))          # bytes this block has produced so far
         room = Signal(range(max_out + 1), init=max_out)   # max_out - pos, kept as a register
@@ -458,8 +471,7 @@ class LZ4Decompressor(wiring.Component):
                     m.d.comb += [short.eq(literals.small <= avail),
                                  ends.eq(literals.fits & short),
                                  k.eq(Mux(short, literals.small, avail)),
-                                 beat_end.eq(literals.small >= avail),
-                                 consumed_last.eq(self.i.payload.last & beat_end)]
+                                 consumed_last.eq(end_last & (literals.small >= avail))]
 
                     def count_down():
                         literals.take(k)
@@ -480,7 +492,7 @@ class LZ4Decompressor(wiring.Component):
                         want.eq(cmd_room),
                         cmd.valid.eq(take),
                         cmd.payload.kind.eq(_Command.LITERAL),
-                        cmd.payload.bytes.eq(self.i.payload.data >> (off * 8)),
+                        cmd.payload.bytes.eq(front),
                         cmd.payload.length.eq(k),
                         cmd.payload.first.eq(first_pending),
                         # a run cut short by the input's end is closed by CLOSE instead
@@ -567,12 +579,77 @@ class LZ4Decompressor(wiring.Component):
 
             with m.State("DISCARD"):
                 # the rest of the beat at once
-                m.d.comb += [want.eq(1), k.eq(avail), consumed_last.eq(self.i.payload.last)]
-                if width > 1:
-                    m.d.comb += beat_end.eq(1)
-                with m.If(take & self.i.payload.last):
+                m.d.comb += [want.eq(1), k.eq(avail), consumed_last.eq(end_last)]
+                with m.If(take & end_last):
                     new_block()
                     m.next = "TOKEN"
+
+    def _elaborate_window(self, m, want, k):
+        """The input window of a wide ``i`` (``I > 1``): up to ``2I`` bytes in registers, the
+        parser reading from byte 0. Returns ``(front, last, end_last, avail, nonempty)``,
+        ``front`` the window's first ``I`` bytes.
+
+        A beat is taken (``i.ready``, a register) while the window holds at most ``I`` bytes
+        and no block's final byte, and its bytes land behind those held; the parser's ``k``
+        bytes leave from the front. Every figure the parser reads (``avail = min(fill, I,
+        bytes up to the block's final byte)``, whether those end with it, whether byte 0 is
+        it) is a register, worked out for each count the parser may take (0 to ``I``) and
+        chosen by that count, so no byte select or subtraction sits in front of its checks,
+        and ``i.ready`` reaches nothing of the parser."""
+        width = self.cfg.input_bytes_per_cycle
+        size = 2 * width
+        win = Signal(8 * size)                      # bytes at and above `fill` are zero
+        fill = Signal(range(size + 1))
+        has_last = Signal()                         # the window holds a block's final byte
+        last_at = Signal(range(size))               # at this index
+        accept = Signal(init=1)                     # i.ready: fill <= I and no final byte
+        nonempty = Signal()
+        avail = Signal(range(width + 1))
+        end_last = Signal()                         # the `avail` bytes end the block
+        last = Signal()                             # byte 0 ends the block
+        m.d.comb += self.i.ready.eq(accept)
+
+        arrive = self.i.valid & accept
+        in_count = Mux(arrive, self.i.payload.count, 0)
+        # the arriving bytes behind those held (`fill <= I` when a beat is taken)
+        joined = Signal(8 * (size + width))
+        # the beat's lanes at and above `count` are not its bytes
+        lanes = Cat(Mux(j < self.i.payload.count, self.i.payload.data.word_select(j, 8), 0)
+                    for j in range(width))
+        m.d.comb += joined.eq(win | Mux(arrive, lanes << (fill * 8), 0))
+        held = Signal(range(size + width + 1))
+        m.d.comb += held.eq(fill + in_count)
+        new_last = arrive & self.i.payload.last
+        has_base = has_last | new_last
+        at_base = Signal(range(size))
+        m.d.comb += at_base.eq(Mux(new_last, fill + self.i.payload.count - 1, last_at))
+
+        names = ("win", "fill", "has_last", "last_at", "accept", "nonempty", "avail",
+                 "end_last", "last")
+        table = {name: [] for name in names}
+        for c in range(width + 1):
+            nf = Signal(range(size + 1), name=f"window_fill{c}")
+            nh = Signal(name=f"window_has_last{c}")
+            na = Signal(range(size), name=f"window_last_at{c}")
+            m.d.comb += [nf.eq(held - c), nh.eq(has_base & (at_base >= c)),
+                         na.eq(at_base - c)]
+            upto = Mux(nh & (na < width), na + 1, width)      # bytes up to the final one
+            entries = {
+                "win": joined[8 * c:8 * (c + size)], "fill": nf, "has_last": nh,
+                "last_at": na, "accept": (nf <= width) & ~nh, "nonempty": nf != 0,
+                "avail": Mux(nf < upto, nf, upto), "end_last": nh & (na < width),
+                "last": nh & (na == 0),
+            }
+            for name in names:
+                table[name].append(entries[name])
+        taken = Signal(range(width + 1))
+        m.d.comb += taken.eq(Mux(nonempty & want, k, 0))
+        targets = {"win": win, "fill": fill, "has_last": has_last, "last_at": last_at,
+                   "accept": accept, "nonempty": nonempty, "avail": avail,
+                   "end_last": end_last, "last": last}
+        for name in names:
+            m.d.sync += targets[name].eq(Array(table[name])[taken])
+        return win[:8 * width], last, end_last, avail, nonempty
 
     # --- copier: commands -> history buffer and output beats --------------------------------
 

@@ -80,7 +80,8 @@ def decompressor_beats(blocks, width: int = 1, rng=None) -> list[dict]:
     """``i`` beats of an :class:`LZ4Decompressor` with ``input_bytes_per_cycle = width`` for
     ``blocks`` (compressed blocks, back to back): one byte each for ``width`` 1, else
     ``{data, count, first, last}`` beats of ``width`` bytes (fewer at a block's end), or of
-    1 to ``width`` bytes drawn from ``rng`` (a ``random.Random``) when given."""
+    1 to ``width`` bytes drawn from ``rng`` (a ``random.Random``) when given, and then with
+    random bytes in the lanes at and above ``count`` (which the decompressor ignores)."""
     beats = []
     for block in blocks:
         block = bytes(block)
@@ -88,7 +89,9 @@ def decompressor_beats(blocks, width: int = 1, rng=None) -> list[dict]:
         while j < len(block):
             count = 1 if width == 1 else min(len(block) - j,
                                              rng.randint(1, width) if rng else width)
-            beat = {"data": int.from_bytes(block[j:j + count], "little"), "first": int(j == 0),
+            junk = rng.randbytes(width - count) if rng and width > 1 else b""
+            beat = {"data": int.from_bytes(block[j:j + count] + junk, "little"),
+                    "first": int(j == 0),
                     "last": int(j + count == len(block))}
             if width > 1:
                 beat["count"] = count
