@@ -50,7 +50,10 @@ class Countdown:
                           self.fits.eq(value <= n), self.far.eq(value > 2 * n)]
 
     def take(self, count):
-        self.m.d.sync += [self.left.eq(self.next_left[count]),
+        """Take ``count`` bytes: a value, or a function that reads a table indexed by the
+        count (a list of the entries for 0..n), for a count whose own logic is slow."""
+        pick = count if callable(count) else (lambda table: Array(table)[count])
+        self.m.d.sync += [self.left.eq(pick(self.next_left)),
                           self.far.eq(self.left > 3 * self.n),
-                          self.small.eq(self.next_small[count]),
-                          self.fits.eq(self.next_fits[count])]
+                          self.small.eq(pick(self.next_small)),
+                          self.fits.eq(pick(self.next_fits))]

@@ -494,9 +494,14 @@ class CAMCLane(wiring.Component):
         wiring.connect(m, rqueue.o, rskid.i)
         sjob = data.View(cfg.job_layout, split_jobs.r_data)
         left = Signal(range(cfg.block_bytes + 1))       # bytes of the prefix not yet loaded
+        # `left != 0` and `left > mb` as registers, so the load decision and the next word's
+        # byte count compare nothing wide
+        left_any = Signal()
+        left_more = Signal()
         loaded = Signal()
         with m.If(split_jobs.r_rdy & ~loaded):
-            m.d.sync += [left.eq(sjob.bytes), loaded.eq(1)]
+            m.d.sync += [left.eq(sjob.bytes), loaded.eq(1), left_any.eq(sjob.bytes != 0),
+                         left_more.eq(sjob.bytes > mb)]
 
         w_data = Signal(8 * mb)                         # the word being cut into chunks
         w_off = Signal(range(mb))
@@ -547,14 +552,15 @@ class CAMCLane(wiring.Component):
             with m.If(group_done):
                 m.d.sync += [s_group.eq(s_group + 1), g_started.eq(0)]
         # the next word loads in the cycle the last chunk of this one goes
-        load = loaded & (left != 0) & rskid.o.valid & ((w_avail == 0) |
-                                                      (fire & (count == w_avail)))
+        load = loaded & left_any & rskid.o.valid & ((w_avail == 0) |
+                                                   (fire & (count == w_avail)))
         m.d.comb += rskid.o.ready.eq(load)
         with m.If(load):
             m.d.sync += [w_data.eq(rskid.o.payload), w_off.eq(0),
-                         w_avail.eq(Mux(left > mb, mb, left)),
-                         left.eq(Mux(left > mb, left - mb, 0))]
-        with m.If(loaded & (s_group == s_fetched) & (left == 0)):
+                         w_avail.eq(Mux(left_more, mb, left)),
+                         left.eq(Mux(left_more, left - mb, 0)),
+                         left_any.eq(left_more), left_more.eq(left > 2 * mb)]
+        with m.If(loaded & (s_group == s_fetched) & ~left_any):
             m.d.comb += split_jobs.r_en.eq(1)
             m.d.sync += [loaded.eq(0), s_group.eq(0)]
 

@@ -297,17 +297,33 @@ class LZ4Decompressor(wiring.Component):
         want = Signal()
         k = Signal(range(width + 1), init=1)
         consumed_last = Signal()
+        take = Signal()
         if width == 1:
             # `i` is read directly, one byte per beat, taken in the cycle it is read
             avail = Const(1, 1)
             byte = front = self.i.payload.data
             last = end_last = self.i.payload.last
-            take = self.i.valid & want
-            m.d.comb += self.i.ready.eq(want)
+            m.d.comb += [take.eq(self.i.valid & want), self.i.ready.eq(want)]
+
+            def by_k(table):
+                return table[1]
         else:
-            front, last, end_last, avail, nonempty = self._elaborate_window(m, want, k)
+            # `k` is 1, `small` (the literal countdown's `min(left, I)`) or `avail`; a table
+            # indexed by `k` is read at `small` and at `avail` (registers) and the two picked
+            # by `k_small` / `k_avail`, so `k`'s own compare and mux never reach an index
+            k_small = Signal()
+            k_avail = Signal()
+            small = Signal(range(width + 1))
+            avail = Signal(range(width + 1))
+            m.d.comb += k.eq(Mux(k_small, small, Mux(k_avail, avail, 1)))
+
+            def by_k(table):
+                table = Array(table)
+                return Mux(k_small, table[small], Mux(k_avail, table[avail], table[1]))
+
+            front, last, end_last, nonempty = self._elaborate_window(m, take, by_k, avail)
             byte = front[:8]
-            take = nonempty & want
+            m.d.comb += take.eq(nonempty & want)
         m.d.comb += consumed_last.eq(last)
 
         pos = Signal(range(max_out + 1))          # bytes this block has produced so far
@@ -375,6 +391,7 @@ class LZ4Decompressor(wiring.Component):
         # compare against the beat, not a compare of the whole length.
         if width > 1:
             literals = Countdown(m, "literals", (1 << LENGTH_BITS) - 1, width, left=length)
+            m.d.comb += small.eq(literals.small)
             assert 15 > 2 * width   # an extended literal length is "far"
         # `pos + a` and `room - a` for every literal count a, so the count only drives a mux
         pos_plus = Array(Signal.like(pos, name=f"pos_plus{a}") for a in range(width + 1))
@@ -470,11 +487,11 @@ class LZ4Decompressor(wiring.Component):
                     short = Signal()              # the run's rest fits in the beat's rest
                     m.d.comb += [short.eq(literals.small <= avail),
                                  ends.eq(literals.fits & short),
-                                 k.eq(Mux(short, literals.small, avail)),
+                                 k_small.eq(short), k_avail.eq(~short),
                                  consumed_last.eq(end_last & (literals.small >= avail))]
 
                     def count_down():
-                        literals.take(k)
+                        literals.take(by_k)
                 with m.If(overflow):
                     # Consume the run without producing it: its end decides the error kind.
                     m.d.comb += want.eq(1)
@@ -500,14 +517,14 @@ class LZ4Decompressor(wiring.Component):
                     ]
                     with m.If(take):
                         count_down()
-                        m.d.sync += [pos.eq(pos_plus[k]), room.eq(room_minus[k]),
+                        m.d.sync += [pos.eq(by_k(pos_plus)), room.eq(by_k(room_minus)),
                                      first_pending.eq(0)]
                         with m.If(consumed_last & ~ends):
                             # the bytes read so far are out; the packet ends there
-                            fail(LZ4Error.LITERAL_PAST_INPUT, pos_plus[k])
+                            fail(LZ4Error.LITERAL_PAST_INPUT, by_k(pos_plus))
                         with m.Else():
                             with m.If(consumed_last):
-                                report(LZ4Error.NONE, pos_plus[k])
+                                report(LZ4Error.NONE, by_k(pos_plus))
                                 new_block()
                                 m.next = "TOKEN"
                             with m.Elif(ends):
@@ -579,15 +596,18 @@ class LZ4Decompressor(wiring.Component):
 
             with m.State("DISCARD"):
                 # the rest of the beat at once
-                m.d.comb += [want.eq(1), k.eq(avail), consumed_last.eq(end_last)]
+                m.d.comb += [want.eq(1), consumed_last.eq(end_last)]
+                if width > 1:
+                    m.d.comb += k_avail.eq(1)
                 with m.If(take & end_last):
                     new_block()
                     m.next = "TOKEN"
 
-    def _elaborate_window(self, m, want, k):
+    def _elaborate_window(self, m, take, by_k, avail):
         """The input window of a wide ``i`` (``I > 1``): up to ``2I`` bytes in registers, the
-        parser reading from byte 0. Returns ``(front, last, end_last, avail, nonempty)``,
-        ``front`` the window's first ``I`` bytes.
+        parser reading from byte 0, ``k`` bytes (read from a table with ``by_k``) in a cycle
+        with ``take``. Returns ``(front, last, end_last, nonempty)``, ``front`` the window's
+        first ``I`` bytes, and drives the register ``avail``.
 
         A beat is taken (``i.ready``, a register) while the window holds at most ``I`` bytes
         and no block's final byte, and its bytes land behind those held; the parser's ``k``
@@ -604,7 +624,6 @@ class LZ4Decompressor(wiring.Component):
         last_at = Signal(range(size))               # at this index
         accept = Signal(init=1)                     # i.ready: fill <= I and no final byte
         nonempty = Signal()
-        avail = Signal(range(width + 1))
         end_last = Signal()                         # the `avail` bytes end the block
         last = Signal()                             # byte 0 ends the block
         m.d.comb += self.i.ready.eq(accept)
@@ -642,14 +661,12 @@ class LZ4Decompressor(wiring.Component):
             }
             for name in names:
                 table[name].append(entries[name])
-        taken = Signal(range(width + 1))
-        m.d.comb += taken.eq(Mux(nonempty & want, k, 0))
         targets = {"win": win, "fill": fill, "has_last": has_last, "last_at": last_at,
                    "accept": accept, "nonempty": nonempty, "avail": avail,
                    "end_last": end_last, "last": last}
         for name in names:
-            m.d.sync += targets[name].eq(Array(table[name])[taken])
-        return win[:8 * width], last, end_last, avail, nonempty
+            m.d.sync += targets[name].eq(Mux(take, by_k(table[name]), table[name][0]))
+        return win[:8 * width], last, end_last, nonempty
 
     # --- copier: commands -> history buffer and output beats --------------------------------
 
