@@ -618,7 +618,7 @@ class LZ4Decompressor(wiring.Component):
         and ``i.ready`` reaches nothing of the parser."""
         width = self.cfg.input_bytes_per_cycle
         size = 2 * width
-        win = Signal(8 * size)                      # bytes at and above `fill` are zero
+        win = Signal(8 * size)                      # bytes at and above `fill` are junk
         fill = Signal(range(size + 1))
         has_last = Signal()                         # the window holds a block's final byte
         last_at = Signal(range(size))               # at this index
@@ -630,12 +630,16 @@ class LZ4Decompressor(wiring.Component):
 
         arrive = self.i.valid & accept
         in_count = Mux(arrive, self.i.payload.count, 0)
-        # the arriving bytes behind those held (`fill <= I` when a beat is taken)
+        # the held bytes, then the beat's bytes from `fill` on (`fill <= I` when a beat is
+        # taken; bytes past the beat's are junk, so the beat's lanes need no mask)
         joined = Signal(8 * (size + width))
-        # the beat's lanes at and above `count` are not its bytes
-        lanes = Cat(Mux(j < self.i.payload.count, self.i.payload.data.word_select(j, 8), 0)
-                    for j in range(width))
-        m.d.comb += joined.eq(win | Mux(arrive, lanes << (fill * 8), 0))
+        in_lanes = self.i.payload.data
+        for j in range(size + width):
+            placed = Array(in_lanes.word_select(j - f, 8) if 0 <= j - f < width else Const(0, 8)
+                           for f in range(width + 1))
+            held_byte = win.word_select(j, 8) if j < size else Const(0, 8)
+            m.d.comb += joined.word_select(j, 8).eq(Mux(j < fill, held_byte,
+                                                        placed[fill]))
         held = Signal(range(size + width + 1))
         m.d.comb += held.eq(fill + in_count)
         new_last = arrive & self.i.payload.last
