@@ -83,7 +83,8 @@ class LZ4DecompressorConfig:
     input_bytes_per_cycle : int
         Bytes of an ``i`` beat, from 1 to ``output_bytes_per_cycle``. The parser reads token,
         length and offset bytes one per cycle, and up to this many literal bytes per cycle
-        (the rest of the beat, within the run). 1 keeps ``i`` a plain byte stream.
+        from an input window of ``2I`` bytes. 1 keeps ``i`` a plain byte stream, read with
+        no window.
     """
 
     max_block_bytes: int = 4096
@@ -156,18 +157,17 @@ PRESETS = {
 class LZ4Decompressor(wiring.Component):
     """Decompresses a stream of LZ4 blocks (no size prefix), one block per input packet.
 
-    A parser FSM reads the token, length extensions and offset one byte per cycle, and a
-    literal run up to ``I = input_bytes_per_cycle`` bytes per cycle (the rest of the current
-    ``i`` beat, within the run), and checks each field as soon as it is read, in the golden
-    decoder's order. It sends literal (1 to ``I`` bytes), match and close commands through a
-    short queue to a copier, which writes every produced byte into a history buffer of
-    ``max_block_bytes`` bytes held in ``output_bytes_per_cycle`` byte-wide banks
+    A parser FSM reads the token, length extensions and offset one byte per cycle, and a literal
+    run up to ``I = input_bytes_per_cycle`` bytes per cycle, and checks each field as soon as it
+    is read, in the golden decoder's order. It sends literal (1 to ``I`` bytes), match and close
+    commands through a short queue to a copier, which writes every produced byte into a history
+    buffer of ``max_block_bytes`` bytes held in ``output_bytes_per_cycle`` byte-wide banks
     (``lib.memory.Memory``; byte address ``a`` in bank ``a mod N``) and sends it on ``o``. A
-    match beat reads ``N`` consecutive bytes at ``position - offset`` from all banks at
-    once; for an offset below ``N`` output lane ``k`` takes source lane ``k mod offset``
-    (the repeating pattern). Bytes of the three beats before are not read from the buffer
-    but forwarded (the read ports' transparency, and the registers of the two beats just
-    built), so overlapping copies run at full rate.
+    match beat reads ``N`` consecutive bytes at ``position - offset`` from all banks at once;
+    for an offset below ``N`` output lane ``k`` takes source lane ``k mod offset`` (the
+    repeating pattern). Bytes of the three beats before are not read from the buffer but
+    forwarded (the read ports' transparency, and the registers of the two beats just built), so
+    overlapping copies run at full rate.
 
     For timing (>= 100 MHz on ECP5 speed 6 at ``N = 4``) no cycle adds a byte to a long
     length: the parser keeps ``room = max_block_bytes - produced`` and, during a length
@@ -181,6 +181,14 @@ class LZ4Decompressor(wiring.Component):
     5.8 ns and the banks may be placed far from the copier, so nothing else follows them), C
     registers the output lanes (then written back to the history buffer). Bytes of the two
     beats in B and R are forwarded from C and from the beat C held before.
+
+    With ``I > 1`` the parser reads from an input window: up to ``2I`` bytes in registers,
+    which takes a beat (``i.ready`` is a register) while it holds at most ``I`` bytes and no
+    block's final byte, and drops the bytes the parser read each cycle. What the parser
+    needs of it (the byte at its front, how many bytes may be read up to the block's end,
+    whether they end the block) is registered, so no byte select sits in front of the
+    parser's checks and ``i.ready`` depends on nothing the parser decides this cycle. With
+    ``I = 1`` the parser reads ``i`` itself and takes each byte as it reads it.
 
     After an error the parser reports it on ``o_status`` (bytes decoded before the bad field
     are out already; of a literal run that ends past the input, the bytes the input holds),
@@ -197,7 +205,9 @@ class LZ4Decompressor(wiring.Component):
     i : In(stream.Signature(cfg.input_layout))
         Compressed bytes, ``{data: 8, first, last}`` (``I = 1``) or ``{data: 8*I, count, first,
         last}`` (1 to ``I`` bytes per beat, from lane 0), ``last`` on the beat that holds the
-        final byte of a block. A beat is taken in the cycle its final byte is read.
+        final byte of a block; lanes at and above ``count`` are ignored. With ``I = 1`` a
+        byte is taken in the cycle it is read; with ``I > 1`` beats go into the input window
+        ahead of the parser.
     o : Out(stream.Signature(cfg.output_layout))
         Decompressed bytes, ``{data: 8*N, count, first, last}``. Every block gives one packet:
         ``first`` on its first beat, ``last`` on its final beat. Literal beats carry 1 to
@@ -211,24 +221,28 @@ class LZ4Decompressor(wiring.Component):
     Latency
     -------
     A literal byte leaves on ``o`` :data:`LITERAL_LATENCY` (6) cycles after it is taken on
-    ``i``: parser, copier stages H, A, B, R, C, skid buffer on ``o``. ``o_status`` is valid
-    :data:`STATUS_LATENCY` (1) cycle after the transfer of the byte that decides the verdict
-    (the parser's checks stay within that cycle): the field found bad, the final byte of a
-    good block, or, for ``output_overflow`` on a literal run, the run's final byte (the
-    golden decoder reports ``literal_past_input`` first, so the run must be seen to end in
-    the input). With ``I > 1`` a beat is taken when its final byte is read, so a verdict on
-    an earlier byte of it may come before the beat's transfer, never later than
-    ``STATUS_LATENCY`` after it; a literal beat leaves ``LITERAL_LATENCY`` cycles after the
-    ``i`` beat whose final bytes it carries is taken.
+    ``i`` at ``I = 1``: parser, copier stages H, A, B, R, C, skid buffer on ``o``; at
+    ``I > 1`` the input window adds a cycle (``cfg.literal_latency``, 7) when the parser
+    reads the byte the cycle after it arrives. ``o_status`` is valid :data:`STATUS_LATENCY`
+    (1) cycle after the parser reads the byte that decides the verdict (the parser's checks
+    stay within that cycle): the field found bad, the final byte of a good block, or, for
+    ``output_overflow`` on a literal run, the run's final byte (the golden decoder reports
+    ``literal_past_input`` first, so the run must be seen to end in the input). At ``I = 1``
+    that is the byte's transfer on ``i``. At ``I > 1`` the byte waits behind at most
+    ``2I - 1`` bytes in the window, so the verdict is valid at most ``cfg.status_bound``
+    (``STATUS_LATENCY + 2I``) cycles after the byte's transfer while the parser does not
+    wait (on a full command queue, or on a status not yet taken), and always before the
+    next block's first byte is taken.
 
     Throughput
     ----------
-    One token, length or offset byte per cycle, and up to ``I`` literal bytes per cycle (a
-    run that starts inside a beat gets the rest of that beat, then whole beats); up to ``N``
-    output bytes per cycle during a match. Token and offset bytes of the next sequence are
-    read while a match is copied. On bit-plane groups of MiniLM BF16 weights (``N = 4``):
-    1.49 output bytes per cycle at ``I = 1``, 2.48 at ``I = 2`` and 3.72 at ``I = 4``
-    (docs/results.md).
+    One token, length or offset byte per cycle, and up to ``I`` literal bytes per cycle (the
+    window holds at least ``I`` bytes while ``i`` keeps up, except at a block's end); up to
+    ``N`` output bytes per cycle during a match. A block boundary costs a cycle at ``I > 1``
+    (the window takes the next block's first beat once the last one's final byte is read).
+    Token and offset bytes of the next sequence are read while a match is copied. On
+    bit-plane groups of MiniLM BF16 weights (``N = 4``): 1.49 output bytes per cycle at
+    ``I = 1``, 2.48 at ``I = 2`` and 3.73 at ``I = 4`` (docs/results.md).
     """
 
     def __init__(self, cfg: LZ4DecompressorConfig):
@@ -476,7 +490,7 @@ class LZ4Decompressor(wiring.Component):
 
             with m.State("LITERAL"):
                 # `ends`: the run's final byte is in this cycle's bytes; then `k` is what is
-                # left of the run, else the rest of the beat
+                # left of the run, else `avail`
                 if width == 1:
                     ends = final
 
@@ -595,7 +609,7 @@ class LZ4Decompressor(wiring.Component):
                         m.next = "DISCARD"
 
             with m.State("DISCARD"):
-                # the rest of the beat at once
+                # the bytes up to the block's end at once (`avail`)
                 m.d.comb += [want.eq(1), consumed_last.eq(end_last)]
                 if width > 1:
                     m.d.comb += k_avail.eq(1)
