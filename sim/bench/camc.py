@@ -126,20 +126,25 @@ def controller_throughput(cfg, values, blocks: int, label: str) -> dict:
     return out
 
 
-def run_rtl(quick: bool = False) -> dict:
+def run_rtl(quick: bool = False, kv_caches: list | None = None) -> dict:
+    """The RTL half; ``kv_caches`` (from :func:`kv_cache_values`) are those of the software
+    half, so both halves measure the same cache (512 tokens, 128 with ``quick``)."""
     from hw.camc.controller import PRESETS
 
     cfg = PRESETS["default"]
     sample = (64 << 10) if quick else (256 << 10)
     print(f"camc rtl: savings over {sample >> 10} KiB samples", flush=True)
     weights = weight_values("minilm", sample_bytes=sample)
-    kv = np.concatenate([a.reshape(-1) for a in kv_cache_values(128)])
+    if kv_caches is None:
+        kv_caches = kv_cache_values(128 if quick else 512)
+    tokens = kv_caches[0].shape[0]
+    kv = np.concatenate([a.reshape(-1) for a in kv_caches])
     # an evenly spaced sample of whole 4 KiB blocks of the cache
     per_block = cfg.block_values
     picks = np.linspace(0, kv.size // per_block - 1, sample // cfg.block_bytes).astype(int)
     kv_sample = np.concatenate([kv[p * per_block:(p + 1) * per_block] for p in picks])
     savings = [rtl_savings(weights, cfg, "MiniLM BF16 weights"),
-               rtl_savings(kv_sample, cfg, "SmolLM2 KV cache (128 tokens)")]
+               rtl_savings(kv_sample, cfg, f"SmolLM2 KV cache ({tokens} tokens)")]
     blocks = 2 if quick else 8
     lanes = [controller_throughput(cfg, weights, blocks, "default"),
              controller_throughput(PRESETS["lanes4"], weights, 2 * blocks, "lanes4")]
@@ -154,9 +159,9 @@ def run(quick: bool = False) -> dict:
     weights = weight_values("minilm", sample_bytes=sample)
     weight_rows = estimate(weights, WEIGHT_SCHEMES, CODECS, progress=_progress("weights"))
     print(f"camc: SmolLM2 KV cache, {tokens} tokens, 30 layers x K/V", flush=True)
-    kv_rows = estimate(kv_cache_values(tokens), KV_SCHEMES, CODECS,
-                       progress=_progress("kv cache"))
+    kv_caches = kv_cache_values(tokens)
+    kv_rows = estimate(kv_caches, KV_SCHEMES, CODECS, progress=_progress("kv cache"))
     return {"block_bytes": 4096, "weights": {"model": "all-MiniLM-L6-v2", "rows": weight_rows},
             "kv_cache": {"model": "SmolLM2-135M-Instruct", "tokens": tokens, "rows": kv_rows},
-            "rtl": run_rtl(quick), "paper": PAPER,
+            "rtl": run_rtl(quick, kv_caches), "paper": PAPER,
             "seconds": round(time.monotonic() - started, 1)}
