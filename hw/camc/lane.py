@@ -505,13 +505,17 @@ class CAMCLane(wiring.Component):
 
         w_data = Signal(8 * mb)                         # the word being cut into chunks
         w_off = Signal(range(mb))
-        w_avail = Signal(range(mb + 1))                 # its bytes not yet sent
+        # its bytes not yet sent, a countdown whose `min(left, n)` and `left <= n` are
+        # registers: the chunk's count, the word's end and the next load come from compares
+        # of registers, not from a compare of a count worked out in the same cycle
+        w_rest = Countdown(m, "word", mb, n)
+        w_small, w_fits = w_rest.small, w_rest.fits
 
         m.submodules.decompressor = dec = LZ4Decompressor(cfg.decompressor)
         m.submodules.raw_path = raw_path = fifo.SyncFIFOBuffered(
             width=8 * n + n.bit_length() + 1, depth=4)
         s_group = Signal(range(groups + 1))
-        s_raw = sjob.raw.bit_select(s_group, 1)
+        s_raw = Signal()                                # the started group is stored raw
         s_fetched = Mux(sjob.unmapped, 0, sjob.fetched)
         g_started = Signal()                            # the group's countdown is loaded
         g_first = Signal()
@@ -519,17 +523,21 @@ class CAMCLane(wiring.Component):
         g_small, g_fits = g_rest.small, g_rest.fits
         stored = sjob.stored[s_group[:max(1, (groups - 1).bit_length())]]
         with m.If(loaded & ~g_started & (s_group < s_fetched)):
-            m.d.sync += [g_started.eq(1), g_first.eq(1)]
+            m.d.sync += [g_started.eq(1), g_first.eq(1),
+                         s_raw.eq(sjob.raw.bit_select(s_group, 1))]
             g_rest.load(stored)
 
+        # the chunk: up to `n` bytes, within the word and within the group
         count = Signal(range(n + 1))
-        small_word = Mux(w_avail > n, n, w_avail)
-        m.d.comb += count.eq(Mux(small_word > g_small, g_small, small_word))
+        word_first = Signal()                           # the word's bytes run out first
+        m.d.comb += [word_first.eq(w_small <= g_small),
+                     count.eq(Mux(word_first, w_small, g_small))]
         chunk = Signal(8 * n)
         m.d.comb += chunk.eq((w_data >> (w_off * 8))[:8 * n])
-        group_done = g_fits & (count == g_small)
+        group_done = g_fits & (w_small >= g_small)
+        word_done = w_fits & word_first
         ready = Signal()
-        offer = loaded & g_started & (w_avail != 0)
+        offer = loaded & g_started & (w_small != 0)
         # a registered queue in front of the decompressor keeps the group bookkeeping out of
         # the decompressor's (combinational) verdict path; depth 4, because a buffered FIFO of
         # depth 2 (one entry plus the output register) takes a beat only every other cycle
@@ -547,17 +555,17 @@ class CAMCLane(wiring.Component):
             m.d.comb += [lz4_path.w_en.eq(offer), ready.eq(lz4_path.w_rdy)]
         fire = offer & ready
         with m.If(fire):
-            m.d.sync += [w_off.eq(w_off + count), w_avail.eq(w_avail - count), g_first.eq(0)]
+            m.d.sync += [w_off.eq(w_off + count), g_first.eq(0)]
+            w_rest.take(count)
             g_rest.take(count)
             with m.If(group_done):
                 m.d.sync += [s_group.eq(s_group + 1), g_started.eq(0)]
         # the next word loads in the cycle the last chunk of this one goes
-        load = loaded & left_any & rskid.o.valid & ((w_avail == 0) |
-                                                   (fire & (count == w_avail)))
+        load = loaded & left_any & rskid.o.valid & ((w_small == 0) | (fire & word_done))
         m.d.comb += rskid.o.ready.eq(load)
         with m.If(load):
+            w_rest.load(Mux(left_more, mb, left))
             m.d.sync += [w_data.eq(rskid.o.payload), w_off.eq(0),
-                         w_avail.eq(Mux(left_more, mb, left)),
                          left.eq(Mux(left_more, left - mb, 0)),
                          left_any.eq(left_more), left_more.eq(left > 2 * mb)]
         with m.If(loaded & (s_group == s_fetched) & ~left_any):
