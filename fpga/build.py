@@ -123,7 +123,8 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
           overrides: Mapping[str, str] = {}, *, pack: bool = True,
           freq_mhz: float | None = None, build_root: str | Path = "build",
           check_cycles: int = DEFAULT_CHECK_CYCLES, seed: int = 0x5EED_1234,
-          router: str | None = None, placer_density: float | None = None) -> dict:
+          router: str | None = None, placer_density: float | None = None,
+          pnr_seed: int | None = None) -> dict:
     """Synthesise, place, route and pack ``design`` in the self-checking harness.
 
     Parameters
@@ -151,6 +152,10 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         The most of any area's logic sites nextpnr's heap placer may fill, in (0, 1]
         (``--placer-heap-beta``; nextpnr's default is 0.9). A lower figure spreads a large,
         congested design out, so the router has more wires near each cell.
+    pnr_seed : int, optional
+        Seed of nextpnr's placer and router (``--seed``, 1 to 2**31 - 1); nextpnr's own
+        default otherwise. The same design and seed give the same placement, so a figure
+        from a seed sweep can be rebuilt.
 
     Returns
     -------
@@ -167,6 +172,9 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         raise ValueError(f"router must be 'router1' or 'router2', not {router!r}")
     if placer_density is not None and not 0 < placer_density <= 1:
         raise ValueError(f"placer_density must be in (0, 1], not {placer_density!r}")
+    if pnr_seed is not None and (isinstance(pnr_seed, bool) or not isinstance(pnr_seed, int)
+                                 or not 1 <= pnr_seed < 1 << 31):
+        raise ValueError(f"pnr_seed must be an integer from 1 to 2**31 - 1, not {pnr_seed!r}")
     info = get_board(board)
     target = float(freq_mhz) if freq_mhz is not None else info.target_mhz
     build_dir = Path(build_root) / design / board
@@ -198,7 +206,8 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         # by how much it missed.
         f"--freq {target:g}", "--timing-allow-fail",
     ] + ([f"--router {router}"] if router else []) + (
-        [f"--placer-heap-beta {placer_density:g}"] if placer_density is not None else [])
+        [f"--placer-heap-beta {placer_density:g}"] if placer_density is not None else []) + (
+        [f"--seed {pnr_seed}"] if pnr_seed is not None else [])
     plan = platform.build(LedTop(harness, info), name="top", do_build=False,
                           nextpnr_opts=" ".join(nextpnr_opts))
     env = tool_environment(info.family, build_dir, pack=pack)
@@ -241,6 +250,7 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         "seed": seed,
         "router": router or "router1",
         "placer_density": placer_density,
+        "pnr_seed": pnr_seed,
         "expected_checksum": f"0x{expected:08x}",
         "ports": [{"path": p.path, "kind": p.kind, "into_component": p.into_component,
                    "width": p.width} for p in harness.ports],

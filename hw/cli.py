@@ -93,7 +93,8 @@ def cmd_bitstream(args) -> int:
 
     report = build(args.design, args.board, args.preset, _overrides(args.set),
                    pack=not args.no_pack, freq_mhz=args.freq, build_root=args.build_root,
-                   router=args.router, placer_density=args.placer_density)
+                   router=args.router, placer_density=args.placer_density,
+                   pnr_seed=args.pnr_seed)
     _print_report(report, args.build_root)
     return 0 if report.get("passed") else 1
 
@@ -105,7 +106,7 @@ def cmd_report(args) -> int:
     if args.design:
         build(args.design, args.board, args.preset, _overrides(args.set), pack=False,
               freq_mhz=args.freq, build_root=args.build_root, router=args.router,
-              placer_density=args.placer_density)
+              placer_density=args.placer_density, pnr_seed=args.pnr_seed)
     reports = collect(args.build_root)
     if not reports:
         print(f"no reports under {args.build_root}/; run `make bitstream` or `make report` first")
@@ -212,6 +213,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--placer-density", type=float, default=None, metavar="BETA",
                         help="most of an area nextpnr's placer may fill, in (0, 1] (its "
                              "--placer-heap-beta, default 0.9); lower spreads a congested design")
+        sp.add_argument("--pnr-seed", type=int, default=None, metavar="N",
+                        help="seed of nextpnr's placer and router (its --seed, 1 to 2**31 - 1; "
+                             "its default otherwise): rebuilds a figure from a seed sweep")
 
     b = sub.add_parser("bitstream", help="synthesise, place, route and pack a design")
     fpga_args(b, "bram_memory")

@@ -204,16 +204,25 @@ def test_bad_placer_density_is_refused_before_any_work(tmp_path, density):
     assert not (tmp_path / "skid_buffer").exists()
 
 
+@pytest.mark.parametrize("pnr_seed", [0, -3, 1 << 31, 2.5, True])
+def test_bad_pnr_seed_is_refused_before_any_work(tmp_path, pnr_seed):
+    with pytest.raises(ValueError, match="pnr_seed must be an integer"):
+        build("skid_buffer", build_root=tmp_path, pnr_seed=pnr_seed)
+    assert not (tmp_path / "skid_buffer").exists()
+
+
 @pytest.mark.synth
 def test_router2_build(tmp_path):
     """``router="router2"`` reaches nextpnr (its log says which router ran) and the report,
-    with a placer density beside it."""
+    with a placer density and a seed beside it."""
     report = build("skid_buffer", build_root=tmp_path, check_cycles=CHECK_CYCLES, pack=False,
-                   router="router2", placer_density=0.7)
+                   router="router2", placer_density=0.7, pnr_seed=7)
     assert report["error"] is None and report["router"] == "router2"
-    assert report["placer_density"] == 0.7
+    assert report["placer_density"] == 0.7 and report["pnr_seed"] == 7
     log = (tmp_path / "skid_buffer" / "ulx3s-85f" / "top.tim").read_text()
     assert "Running router2" in log and report["fmax_mhz"] > 0
+    script = (tmp_path / "skid_buffer" / "ulx3s-85f" / "build_top.sh").read_text()
+    assert "--seed 7" in script
 
 
 @pytest.mark.synth
