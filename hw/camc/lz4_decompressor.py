@@ -400,11 +400,13 @@ class LZ4Decompressor(wiring.Component):
         with m.If(take):
             m.d.sync += ended.eq(consumed_last)
 
-        # With wide beats the run's length is also a countdown whose `min(length, I)` and
-        # `length <= I` are registers, so how many literal bytes go this cycle is a 3-bit
-        # compare against the beat, not a compare of the whole length.
+        # With wide beats the run's length is a countdown whose `min(left, I)` and
+        # `left <= I` are registers, so how many literal bytes go this cycle is a 3-bit
+        # compare against the beat, not a compare of the whole length. Its `left` is a
+        # register of its own, not `length`, so neither register's input picks among the
+        # other's updates (`length` had been on the 1-lane critical paths).
         if width > 1:
-            literals = Countdown(m, "literals", (1 << LENGTH_BITS) - 1, width, left=length)
+            literals = Countdown(m, "literals", (1 << LENGTH_BITS) - 1, width)
             m.d.comb += small.eq(literals.small)
             assert 15 > 2 * width   # an extended literal length is "far"
         # `pos + a` and `room - a` for every literal count a, so the count only drives a mux
