@@ -48,15 +48,21 @@ def run_stream(dut, sent, seed, stalls, count=None):
 @pytest.mark.parametrize("stalls", STALLS, ids="-".join)
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("cfg", [QueueConfig(), QueueConfig(depth=2, buffered=False),
-                                 QueueConfig(data_width=64, depth=5)], ids=repr)
+                                 QueueConfig(data_width=64, depth=5),
+                                 QueueConfig(depth=3, buffered=False, eager_write=True),
+                                 QueueConfig(depth=4, buffered=False, eager_write=True)],
+                         ids=repr)
 def test_queue_keeps_every_entry_in_order(cfg, seed, stalls):
     rng = random.Random(seed)
     sent = random_packets(rng, 150, cfg.data_width)
     assert run_stream(Queue(cfg), sent, seed, stalls) == sent
 
 
-def test_queue_level_counts_entries():
-    dut = Queue(QueueConfig(depth=4))
+@pytest.mark.parametrize("cfg", [QueueConfig(depth=4),
+                                 QueueConfig(depth=4, buffered=False, eager_write=True)],
+                         ids=repr)
+def test_queue_level_counts_entries(cfg):
+    dut = Queue(cfg)
     levels = []
 
     async def testbench(ctx):
@@ -70,6 +76,14 @@ def test_queue_level_counts_entries():
 
     simulate(dut, testbench)
     assert levels == [1, 2, 3, 4, 4, 4]
+
+
+@pytest.mark.parametrize("fields,name", [({"eager_write": True}, "eager_write needs buffered"),
+                                         ({"eager_write": 1, "buffered": False},
+                                          "eager_write must be a bool")])
+def test_queue_config_rejects(fields, name):
+    with pytest.raises(ValueError, match=name):
+        QueueConfig(**fields)
 
 
 @pytest.mark.parametrize("stalls", STALLS, ids="-".join)

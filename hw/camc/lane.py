@@ -167,15 +167,25 @@ class PlaneAssembler(wiring.Component):
                              group.eq(group + 1), started.eq(0), mode.eq(0)]
         # the same group may also end in mode 0/1 when `rest` reaches zero (below)
 
+        # `accepted = min(chunk_count, rem_small)`; tables indexed by it are read at both
+        # (`rem_small` is a register) and picked by the compare, so the compare and the
+        # count's mux do not reach an index
         accepted = Signal(range(n + 1))
-        m.d.comb += accepted.eq(Mux(chunk_count > rem_small, rem_small, chunk_count))
+        over = Signal()
+        m.d.comb += [over.eq(chunk_count > rem_small),
+                     accepted.eq(Mux(over, rem_small, chunk_count))]
+
+        def by_accepted(table):
+            table = Array(table)
+            return Mux(over, table[rem_small], table[chunk_count])
+
         mask = Cat(*[Mux(k < accepted, Const(0xFF, 8), Const(0, 8)) for k in range(n)])
         with m.If(c_take):
             m.d.sync += c_valid.eq(0)
         with m.If(take):
             m.d.sync += [c_valid.eq(1), c_data.eq(chunk & mask), c_count.eq(accepted)]
-            rest.take(accepted)
-            done = rem_fits & (accepted == rem_small)
+            rest.take(by_accepted)
+            done = rem_fits & ~(chunk_count < rem_small)
             with m.If(mode == 1):
                 with m.If(done):
                     with m.If(is_raw | job.unmapped):
@@ -189,7 +199,7 @@ class PlaneAssembler(wiring.Component):
                 with m.Elif(is_raw):
                     m.d.sync += [group.eq(group + 1), started.eq(0)]
                 with m.Else():
-                    m.d.sync += [mode.eq(3), error.eq(error | (chunk_count > rem_small))]
+                    m.d.sync += [mode.eq(3), error.eq(error | over)]
             with m.Elif(done):
                 # the group is complete but its packet goes on: too long
                 m.d.sync += [mode.eq(2), error.eq(1)]

@@ -278,8 +278,11 @@ class LZ4Decompressor(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
+        # eager writes: the parser's push (its checks' verdict) reaches only the queue's
+        # pointer and level, not the write enables of all its LUT RAM
         m.submodules.commands = commands = Queue(QueueConfig(
-            depth=cfg.command_depth, buffered=False, payload=self._command_layout()))
+            depth=cfg.command_depth, buffered=False, eager_write=True,
+            payload=self._command_layout()))
         # `o` leaves through a skid buffer, so `o.ready` does not fan out into the copier
         self._out = stream.Signature(cfg.output_layout).create()
         m.submodules.out_buffer = out_buffer = SkidBuffer(

@@ -451,6 +451,7 @@ class Proof:
 
 _QUEUE_BUFFERED = QueueConfig(data_width=3, depth=4, buffered=True)
 _QUEUE_UNBUFFERED = QueueConfig(data_width=3, depth=3, buffered=False)
+_QUEUE_EAGER = QueueConfig(data_width=3, depth=3, buffered=False, eager_write=True)
 _WIDTH = WidthConverterConfig(narrow_width=2, ratio=3)
 _ARBITER_PACKETS = ArbiterConfig(ports=3, data_width=3, packets=True)
 _ARBITER_BEATS = ArbiterConfig(ports=3, data_width=3, packets=False)
@@ -466,6 +467,9 @@ PROOFS: dict[str, Proof] = {proof.name: proof for proof in [
     Proof("queue_unbuffered", "queue", Queue, _QUEUE_UNBUFFERED,
           QueueHarness, depth=16, cover_depth=16,
           description="SyncFIFO queue, depth 3: contract, order, level, full, wrap"),
+    Proof("queue_eager", "queue", Queue, _QUEUE_EAGER,
+          QueueHarness, depth=16, cover_depth=16,
+          description="eager-write queue, depth 3: contract, order, level, full, wrap"),
     Proof("width_up", "width_up", WidthUpConverter, _WIDTH,
           WidthUpHarness, depth=16, cover_depth=16,
           description="3 x 2-bit beats -> 6-bit beat: contract, lane order, count, first/last"),
