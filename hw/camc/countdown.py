@@ -15,14 +15,11 @@ class Countdown:
     and the exact ones need only its low bits. ``far`` itself is updated from ``left > 3n``
     before the take (a take is at most n), which keeps the wide compare off the path from
     the count.
-
-    ``left`` may be a register of the caller's (it is then only assigned through
-    :meth:`load` and :meth:`take` while the countdown is in use).
     """
 
-    def __init__(self, m, name, max_value, n, left=None):
+    def __init__(self, m, name, max_value, n):
         self.m, self.n = m, n
-        self.left = Signal(range(max_value + 1), name=f"{name}_left") if left is None else left
+        self.left = Signal(range(max_value + 1), name=f"{name}_left")
         self.small = Signal(range(n + 1), name=f"{name}_small")
         self.fits = Signal(name=f"{name}_fits")
         self.far = Signal(name=f"{name}_far")
