@@ -19,6 +19,7 @@ from amaranth.back import verilog
 from hw import registry
 
 from .boards import LedTop, constrain_default_clock, get_board
+from .floorplan import ebr_sites
 from .harness import SelfCheckHarness
 from .report import parse_nextpnr_log, parse_yosys_stat
 
@@ -54,11 +55,14 @@ def find_tool(name: str) -> str:
     return found
 
 
-def tool_environment(family: str, build_dir: Path, *, pack: bool = True) -> dict[str, str]:
+def tool_environment(family: str, build_dir: Path, *, pack: bool = True,
+                     floorplan: str | None = None) -> dict[str, str]:
     """Environment for Amaranth's build script: every tool variable points at a timing shim.
 
     The shims live in ``build_dir/.tools`` and run :mod:`fpga.toolwrap`, which also adapts the
-    Gowin nextpnr options. With ``pack=False`` the packer's shim runs ``true`` instead.
+    Gowin nextpnr options. With ``pack=False`` the packer's shim runs ``true`` instead. With
+    ``floorplan`` (a device name of :data:`fpga.floorplan.ECP5_EBR_SITES`) the place and
+    route shim pins the block RAMs first.
     """
     shim_dir = build_dir.resolve() / ".tools"
     shim_dir.mkdir(parents=True, exist_ok=True)
@@ -69,9 +73,11 @@ def tool_environment(family: str, build_dir: Path, *, pack: bool = True) -> dict
         if stage == "pack" and not pack:
             tool, stage = find_tool("true"), "pack-skipped"
         shim = shim_dir / variable.lower()
+        pin = f"--floorplan {floorplan} " if floorplan and stage == "pnr" else ""
         shim.write_text(
             "#!/bin/sh\n"
-            f'exec "{sys.executable}" -m fpga.toolwrap {stage} "{times_file}" "{tool}" "$@"\n')
+            f'exec "{sys.executable}" -m fpga.toolwrap {pin}{stage} "{times_file}" "{tool}" '
+            '"$@"\n')
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         env[variable] = str(shim)
     # the ULX3S platform looks for openFPGALoader even when it does not program
@@ -124,7 +130,8 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
           freq_mhz: float | None = None, build_root: str | Path = "build",
           check_cycles: int = DEFAULT_CHECK_CYCLES, seed: int = 0x5EED_1234,
           router: str | None = None, placer_density: float | None = None,
-          pnr_seed: int | None = None) -> dict:
+          pnr_seed: int | None = None, floorplan: bool = False,
+          timing_weight: int | None = None) -> dict:
     """Synthesise, place, route and pack ``design`` in the self-checking harness.
 
     Parameters
@@ -156,6 +163,13 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         Seed of nextpnr's placer and router (``--seed``, 1 to 2**31 - 1); nextpnr's own
         default otherwise. The same design and seed give the same placement, so a figure
         from a seed sweep can be rebuilt.
+    floorplan : bool
+        Pin every block RAM to a site before place and route, each lane's (cells under a
+        ``lane<k>`` instance) in a patch of its own (:mod:`fpga.floorplan`; ECP5 85F only).
+    timing_weight : int, optional
+        Weight of timing against wire length in nextpnr's analytic placer
+        (``--placer-heap-timingweight``, 1 to 1000; nextpnr's default is 10). A higher figure
+        pulls the cells of the worst paths closer together.
 
     Returns
     -------
@@ -175,7 +189,14 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
     if pnr_seed is not None and (isinstance(pnr_seed, bool) or not isinstance(pnr_seed, int)
                                  or not 1 <= pnr_seed < 1 << 31):
         raise ValueError(f"pnr_seed must be an integer from 1 to 2**31 - 1, not {pnr_seed!r}")
+    if timing_weight is not None and (isinstance(timing_weight, bool)
+                                      or not isinstance(timing_weight, int)
+                                      or not 1 <= timing_weight <= 1000):
+        raise ValueError(f"timing_weight must be an integer from 1 to 1000, not "
+                         f"{timing_weight!r}")
     info = get_board(board)
+    if floorplan:
+        ebr_sites(info.device)   # refuses a device without a site table
     target = float(freq_mhz) if freq_mhz is not None else info.target_mhz
     build_dir = Path(build_root) / design / board
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -207,10 +228,12 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         f"--freq {target:g}", "--timing-allow-fail",
     ] + ([f"--router {router}"] if router else []) + (
         [f"--placer-heap-beta {placer_density:g}"] if placer_density is not None else []) + (
-        [f"--seed {pnr_seed}"] if pnr_seed is not None else [])
+        [f"--seed {pnr_seed}"] if pnr_seed is not None else []) + (
+        [f"--placer-heap-timingweight {timing_weight}"] if timing_weight is not None else [])
     plan = platform.build(LedTop(harness, info), name="top", do_build=False,
                           nextpnr_opts=" ".join(nextpnr_opts))
-    env = tool_environment(info.family, build_dir, pack=pack)
+    env = tool_environment(info.family, build_dir, pack=pack,
+                           floorplan=info.device if floorplan else None)
     error = None
     try:
         plan.execute_local(str(build_dir), env=env)
@@ -251,6 +274,8 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         "router": router or "router1",
         "placer_density": placer_density,
         "pnr_seed": pnr_seed,
+        "floorplan": floorplan,
+        "timing_weight": timing_weight,
         "expected_checksum": f"0x{expected:08x}",
         "ports": [{"path": p.path, "kind": p.kind, "into_component": p.into_component,
                    "width": p.width} for p in harness.ports],

@@ -8,7 +8,10 @@ scripts that run ``python -m fpga.toolwrap STAGE TIMES_FILE TOOL ARGS...``, whic
 * appends the stage's wall time to ``TIMES_FILE`` (one JSON object per line), and
 * for ``nextpnr-himbaechel-gowin`` rewrites the ``--family X`` / ``--cst F`` options that
   Amaranth 0.5's Gowin template passes into the ``--vopt family=X`` / ``--vopt cst=F`` that
-  the himbächel build of nextpnr accepts.
+  the himbächel build of nextpnr accepts, and
+* given ``--floorplan DEVICE`` before the stage, pins the netlist's block RAMs
+  (:func:`fpga.floorplan.apply` on the ``--json`` file) before place and route, and writes
+  the sites it chose to ``floorplan.json``.
 """
 
 import json
@@ -49,9 +52,21 @@ def translate_gowin_nextpnr_args(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    device = None
+    if argv[:1] == ["--floorplan"]:
+        device, argv = argv[1], argv[2:]
     stage, times_file, tool, *args = argv
     if tool.endswith("nextpnr-himbaechel-gowin"):
         args = translate_gowin_nextpnr_args(args)
+    if device is not None and "--json" in args:
+        from . import floorplan
+
+        netlist = args[args.index("--json") + 1]
+        sites = floorplan.apply(netlist, device)
+        with open("floorplan.json", "w") as f:
+            json.dump(sites, f, indent=1, sort_keys=True)
+        print(f"[fpga]   floorplan: {len(sites)} block RAMs pinned for {device} "
+              f"(floorplan.json)", flush=True)
     print(f"[fpga]   {stage}: {tool} ...", flush=True)
     start = time.monotonic()
     code = subprocess.call([tool, *args])

@@ -94,7 +94,8 @@ def cmd_bitstream(args) -> int:
     report = build(args.design, args.board, args.preset, _overrides(args.set),
                    pack=not args.no_pack, freq_mhz=args.freq, build_root=args.build_root,
                    router=args.router, placer_density=args.placer_density,
-                   pnr_seed=args.pnr_seed)
+                   pnr_seed=args.pnr_seed, floorplan=args.floorplan,
+                   timing_weight=args.timing_weight)
     _print_report(report, args.build_root)
     return 0 if report.get("passed") else 1
 
@@ -106,7 +107,8 @@ def cmd_report(args) -> int:
     if args.design:
         build(args.design, args.board, args.preset, _overrides(args.set), pack=False,
               freq_mhz=args.freq, build_root=args.build_root, router=args.router,
-              placer_density=args.placer_density, pnr_seed=args.pnr_seed)
+              placer_density=args.placer_density, pnr_seed=args.pnr_seed,
+              floorplan=args.floorplan, timing_weight=args.timing_weight)
     reports = collect(args.build_root)
     if not reports:
         print(f"no reports under {args.build_root}/; run `make bitstream` or `make report` first")
@@ -216,6 +218,12 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--pnr-seed", type=int, default=None, metavar="N",
                         help="seed of nextpnr's placer and router (its --seed, 1 to 2**31 - 1; "
                              "its default otherwise): rebuilds a figure from a seed sweep")
+        sp.add_argument("--floorplan", action="store_true",
+                        help="pin the block RAMs before place and route, each lane's in a "
+                             "patch of the die of its own (ECP5 85F)")
+        sp.add_argument("--timing-weight", type=int, default=None, metavar="N",
+                        help="weight of timing in nextpnr's placer (its "
+                             "--placer-heap-timingweight, 1 to 1000, default 10)")
 
     b = sub.add_parser("bitstream", help="synthesise, place, route and pack a design")
     fpga_args(b, "bram_memory")

@@ -211,18 +211,26 @@ def test_bad_pnr_seed_is_refused_before_any_work(tmp_path, pnr_seed):
     assert not (tmp_path / "skid_buffer").exists()
 
 
+@pytest.mark.parametrize("weight", [0, 1001, 2.5, True])
+def test_bad_timing_weight_is_refused_before_any_work(tmp_path, weight):
+    with pytest.raises(ValueError, match="timing_weight must be an integer from 1 to 1000"):
+        build("skid_buffer", build_root=tmp_path, timing_weight=weight)
+    assert not (tmp_path / "skid_buffer").exists()
+
+
 @pytest.mark.synth
 def test_router2_build(tmp_path):
     """``router="router2"`` reaches nextpnr (its log says which router ran) and the report,
     with a placer density and a seed beside it."""
     report = build("skid_buffer", build_root=tmp_path, check_cycles=CHECK_CYCLES, pack=False,
-                   router="router2", placer_density=0.7, pnr_seed=7)
+                   router="router2", placer_density=0.7, pnr_seed=7, timing_weight=25)
     assert report["error"] is None and report["router"] == "router2"
     assert report["placer_density"] == 0.7 and report["pnr_seed"] == 7
+    assert report["timing_weight"] == 25 and report["floorplan"] is False
     log = (tmp_path / "skid_buffer" / "ulx3s-85f" / "top.tim").read_text()
     assert "Running router2" in log and report["fmax_mhz"] > 0
     script = (tmp_path / "skid_buffer" / "ulx3s-85f" / "build_top.sh").read_text()
-    assert "--seed 7" in script
+    assert "--seed 7" in script and "--placer-heap-timingweight 25" in script
 
 
 @pytest.mark.synth
