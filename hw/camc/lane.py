@@ -559,10 +559,16 @@ class CAMCLane(wiring.Component):
                      raw_path.w_data.eq(Cat(chunk, count, group_done)),
                      dec.i.valid.eq(lz4_path.r_rdy), lz4_path.r_en.eq(dec.i.ready),
                      dec.i.payload.eq(lz4_path.r_data)]
+        # each path's room is a register (the level below depth - 1 last cycle, so one push
+        # this cycle still fits), so the FIFOs' level compares stay off the chunk decision
+        raw_room = Signal(init=1)
+        lz4_room = Signal(init=1)
+        m.d.sync += [raw_room.eq(raw_path.level < raw_path.depth - 1),
+                     lz4_room.eq(lz4_path.level < lz4_path.depth - 1)]
         with m.If(s_raw):
-            m.d.comb += [raw_path.w_en.eq(offer), ready.eq(raw_path.w_rdy)]
+            m.d.comb += [raw_path.w_en.eq(offer & raw_room), ready.eq(raw_room)]
         with m.Else():
-            m.d.comb += [lz4_path.w_en.eq(offer), ready.eq(lz4_path.w_rdy)]
+            m.d.comb += [lz4_path.w_en.eq(offer & lz4_room), ready.eq(lz4_room)]
         fire = offer & ready
         with m.If(fire):
             m.d.sync += [w_off.eq(w_off + count), g_first.eq(0)]

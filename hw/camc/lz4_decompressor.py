@@ -392,7 +392,7 @@ class LZ4Decompressor(wiring.Component):
 
         def fail(kind, length=pos):
             report(kind, length)
-            m.next = "CLOSE"
+            goto("CLOSE")
 
         def new_block():
             m.d.sync += [pos.eq(0), room.eq(max_out), first_pending.eq(1), ended.eq(0)]
@@ -425,7 +425,7 @@ class LZ4Decompressor(wiring.Component):
             else:
                 m.d.sync += length.eq(lit_len)
             m.d.sync += [overflow.eq(too_long), final.eq(one)]
-            m.next = "LITERAL"
+            goto("LITERAL")
 
         def match_payload(match_len, long):
             # `match_len` is the full length (including MINMATCH). The payload is set in the
@@ -455,32 +455,52 @@ class LZ4Decompressor(wiring.Component):
             with m.Else():
                 m.d.comb += cmd.valid.eq(1)
                 m.d.sync += [pos.eq(new_pos), room.eq(new_room), first_pending.eq(0)]
-                m.next = "TOKEN"
+                goto("TOKEN")
+
+        # The state again, one-hot: every change of state sets these flags too, so what the
+        # parser reads this cycle (`want`, `k`), which the input window's next state hangs on,
+        # is an AND-OR of flags and not a decode of the FSM's state register.
+        states = ("TOKEN", "LITERAL_LENGTH", "LITERAL", "OFFSET_LO", "OFFSET_HI",
+                  "MATCH_LENGTH", "CLOSE", "DISCARD")
+        at = {name: Signal(name=f"at_{name.lower()}", init=name == "TOKEN") for name in states}
+
+        def goto(name):
+            m.next = name
+            m.d.sync += [flag.eq(state == name) for state, flag in at.items()]
+
+        m.d.comb += want.eq(
+            (at["TOKEN"] & ~status.valid) | at["LITERAL_LENGTH"] | at["OFFSET_LO"]
+            | at["DISCARD"] | (at["LITERAL"] & (overflow | cmd_room))
+            | ((at["OFFSET_HI"] | at["MATCH_LENGTH"]) & cmd_room))
+        if width > 1:
+            # in LITERAL: `small` while the run's rest fits in the bytes that may be read
+            short = Signal()
+            m.d.comb += [short.eq(literals.small <= avail),
+                         k_small.eq(at["LITERAL"] & short),
+                         k_avail.eq((at["LITERAL"] & ~short) | at["DISCARD"])]
 
         with m.FSM():
             with m.State("TOKEN"):
-                m.d.comb += want.eq(~status.valid)
                 lit_nib = byte[4:]
                 with m.If(take):
                     m.d.sync += token.eq(byte)
                     with m.If(last):
                         with m.If(lit_nib == 0):
                             report(LZ4Error.NONE)
-                            m.next = "CLOSE"
+                            goto("CLOSE")
                         with m.Elif(lit_nib == 15):
                             fail(LZ4Error.TRUNCATED)
                         with m.Else():
                             fail(LZ4Error.LITERAL_PAST_INPUT)
                     with m.Elif(lit_nib == 15):
                         start_extension(15)
-                        m.next = "LITERAL_LENGTH"
+                        goto("LITERAL_LENGTH")
                     with m.Elif(lit_nib == 0):
-                        m.next = "OFFSET_LO"
+                        goto("OFFSET_LO")
                     with m.Else():
                         start_literals(lit_nib, lit_nib > room, lit_nib == 1)
 
             with m.State("LITERAL_LENGTH"):
-                m.d.comb += want.eq(1)
                 total = saturating(length + byte)
                 with m.If(take):
                     with m.If(byte == 255):
@@ -503,17 +523,13 @@ class LZ4Decompressor(wiring.Component):
                         m.d.sync += [length.eq(length - 1), final.eq(length == 2)]
                 else:
                     ends = Signal()
-                    short = Signal()              # the run's rest fits in the beat's rest
-                    m.d.comb += [short.eq(literals.small <= avail),
-                                 ends.eq(literals.fits & short),
-                                 k_small.eq(short), k_avail.eq(~short),
+                    m.d.comb += [ends.eq(literals.fits & short),
                                  consumed_last.eq(end_last & (literals.small >= avail))]
 
                     def count_down():
                         literals.take(by_k)
                 with m.If(overflow):
                     # Consume the run without producing it: its end decides the error kind.
-                    m.d.comb += want.eq(1)
                     with m.If(take):
                         count_down()
                         with m.If(ends):
@@ -525,7 +541,6 @@ class LZ4Decompressor(wiring.Component):
                     # output), so the queue's write enable is only `take`; the payload is set
                     # in the whole state.
                     m.d.comb += [
-                        want.eq(cmd_room),
                         cmd.valid.eq(take),
                         cmd.payload.kind.eq(_Command.LITERAL),
                         cmd.payload.bytes.eq(front),
@@ -545,12 +560,11 @@ class LZ4Decompressor(wiring.Component):
                             with m.If(consumed_last):
                                 report(LZ4Error.NONE, by_k(pos_plus))
                                 new_block()
-                                m.next = "TOKEN"
+                                goto("TOKEN")
                             with m.Elif(ends):
-                                m.next = "OFFSET_LO"
+                                goto("OFFSET_LO")
 
             with m.State("OFFSET_LO"):
-                m.d.comb += want.eq(1)
                 with m.If(take):
                     # what OFFSET_HI checks of `pos`, `room` and the low byte, worked out here
                     # (they hold still until then), so its push decision is short
@@ -560,10 +574,9 @@ class LZ4Decompressor(wiring.Component):
                     with m.If(last):
                         fail(LZ4Error.TRUNCATED)
                     with m.Else():
-                        m.next = "OFFSET_HI"
+                        goto("OFFSET_HI")
 
             with m.State("OFFSET_HI"):
-                m.d.comb += want.eq(cmd_room)
                 value = Cat(offset_lo, byte)
                 m.d.comb += offset.eq(value)
                 short_len = token[:4] + MINMATCH
@@ -580,13 +593,13 @@ class LZ4Decompressor(wiring.Component):
                         with m.If(last):
                             fail(LZ4Error.TRUNCATED)
                         with m.Else():
-                            m.next = "MATCH_LENGTH"
+                            goto("MATCH_LENGTH")
                     with m.Else():
                         push_match(short_too_long, pos + short_len, room - short_len)
 
             with m.State("MATCH_LENGTH"):
                 # `length` already counts MINMATCH; past `room` its value no longer matters
-                m.d.comb += [want.eq(cmd_room), offset.eq(saved_offset)]
+                m.d.comb += offset.eq(saved_offset)
                 # at least 15 + MINMATCH bytes, longer than a beat
                 match_payload(length + byte, 1)
                 with m.If(take):
@@ -609,18 +622,16 @@ class LZ4Decompressor(wiring.Component):
                 with m.If(cmd_room):
                     with m.If(ended):
                         new_block()
-                        m.next = "TOKEN"
+                        goto("TOKEN")
                     with m.Else():
-                        m.next = "DISCARD"
+                        goto("DISCARD")
 
             with m.State("DISCARD"):
                 # the bytes up to the block's end at once (`avail`)
-                m.d.comb += [want.eq(1), consumed_last.eq(end_last)]
-                if width > 1:
-                    m.d.comb += k_avail.eq(1)
+                m.d.comb += consumed_last.eq(end_last)
                 with m.If(take & end_last):
                     new_block()
-                    m.next = "TOKEN"
+                    goto("TOKEN")
 
     def _elaborate_window(self, m, take, by_k, avail):
         """The input window of a wide ``i`` (``I > 1``): up to ``2I`` bytes in registers, the
