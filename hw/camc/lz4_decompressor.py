@@ -325,20 +325,36 @@ class LZ4Decompressor(wiring.Component):
             def by_k(table):
                 return table[1]
         else:
-            # `k` is 1, `small` (the literal countdown's `min(left, I)`) or `avail`; a table
-            # indexed by `k` is read at `small` and at `avail` (registers) and the two picked
-            # by `k_small` / `k_avail`, so `k`'s own compare and mux never reach an index
+            # `k` is 1, `small` (the literal countdown's `min(left, I)`) or `avail`. It is also
+            # kept one-hot (`k_is[c]`: from the decoded registers `small` and `avail` and the
+            # choice `k_small` / `k_avail`), and a table indexed by `k` is an AND-OR of its
+            # entries with those bits: the entries (worked out from registers) and the choice
+            # (from the parser's state) meet in one last AND-OR, not a chain of muxes
             k_small = Signal()
             k_avail = Signal()
             small = Signal(range(width + 1))
             avail = Signal(range(width + 1))
             m.d.comb += k.eq(Mux(k_small, small, Mux(k_avail, avail, 1)))
+            k_is = Signal(width + 1)
+            m.d.comb += [k_is[c].eq((k_small & (small == c)) | (k_avail & (avail == c))
+                                    | (~k_small & ~k_avail & (c == 1)))
+                         for c in range(width + 1)]
+            # the window's next state: the table at `k` after a take, else at 0
+            next_is = Signal(width + 1)
+            m.d.comb += [next_is[c].eq((take & k_is[c]) | (~take & (c == 0)))
+                         for c in range(width + 1)]
+
+            def one_hot_pick(select, table):
+                return functools.reduce(operator.or_, (
+                    Mux(select[c], entry, 0) for c, entry in enumerate(table)))
 
             def by_k(table):
-                table = Array(table)
-                return Mux(k_small, table[small], Mux(k_avail, table[avail], table[1]))
+                return one_hot_pick(k_is, table)
 
-            front, last, end_last, nonempty = self._elaborate_window(m, take, by_k, avail)
+            def next_of(table):
+                return one_hot_pick(next_is, table)
+
+            front, last, end_last, nonempty = self._elaborate_window(m, next_of, avail)
             byte = front[:8]
             m.d.comb += take.eq(nonempty & want)
         m.d.comb += consumed_last.eq(last)
@@ -633,11 +649,12 @@ class LZ4Decompressor(wiring.Component):
                     new_block()
                     goto("TOKEN")
 
-    def _elaborate_window(self, m, take, by_k, avail):
+    def _elaborate_window(self, m, next_of, avail):
         """The input window of a wide ``i`` (``I > 1``): up to ``2I`` bytes in registers, the
-        parser reading from byte 0, ``k`` bytes (read from a table with ``by_k``) in a cycle
-        with ``take``. Returns ``(front, last, end_last, nonempty)``, ``front`` the window's
-        first ``I`` bytes, and drives the register ``avail``.
+        parser reading from byte 0, ``k`` bytes in a cycle with ``take``: every register's
+        next value is ``next_of`` its table of entries for 0..I bytes read (the entry at ``k``
+        after a take, else at 0). Returns ``(front, last, end_last, nonempty)``, ``front``
+        the window's first ``I`` bytes, and drives the register ``avail``.
 
         A beat is taken (``i.ready``, a register) while the window holds at most ``I`` bytes
         and no block's final byte, and its bytes land behind those held; the parser's ``k``
@@ -659,7 +676,6 @@ class LZ4Decompressor(wiring.Component):
         m.d.comb += self.i.ready.eq(accept)
 
         arrive = self.i.valid & accept
-        in_count = Mux(arrive, self.i.payload.count, 0)
         # the held bytes, then the beat's bytes from `fill` on (`fill <= I` when a beat is
         # taken; bytes past the beat's are junk, so the beat's lanes need no mask)
         joined = Signal(8 * (size + width))
@@ -670,36 +686,38 @@ class LZ4Decompressor(wiring.Component):
             held_byte = win.word_select(j, 8) if j < size else Const(0, 8)
             m.d.comb += joined.word_select(j, 8).eq(Mux(j < fill, held_byte,
                                                         placed[fill]))
-        held = Signal(range(size + width + 1))
-        m.d.comb += held.eq(fill + in_count)
-        new_last = arrive & self.i.payload.last
-        has_base = has_last | new_last
-        at_base = Signal(range(size))
-        m.d.comb += at_base.eq(Mux(new_last, fill + self.i.payload.count - 1, last_at))
+        # The figures after reading c bytes, worked out twice: with no beat arriving (from
+        # the registers alone) and with one arriving (then the window held no final byte, and
+        # the beat's bytes land at `fill`), and picked by `arrive`. Spelled out apart, each
+        # is a function of a few register bits, not one function of all of them.
+        def figures(c, held, has, at, case):
+            nf = Signal(range(size + 1), name=f"window_{case}_fill{c}")
+            nh = Signal(name=f"window_{case}_has_last{c}")
+            na = Signal(range(size), name=f"window_{case}_last_at{c}")
+            m.d.comb += [nf.eq(held - c), nh.eq(has & (at >= c)), na.eq(at - c)]
+            upto = Mux(nh & (na < width), na + 1, width)      # bytes up to the final one
+            return {
+                "fill": nf, "has_last": nh, "last_at": na, "accept": (nf <= width) & ~nh,
+                "nonempty": nf != 0, "avail": Mux(nf < upto, nf, upto),
+                "end_last": nh & (na < width), "last": nh & (na == 0),
+            }
 
+        came_held = Signal(range(size + 1))           # fill <= I when a beat is taken
+        m.d.comb += came_held.eq(fill + self.i.payload.count)
         names = ("win", "fill", "has_last", "last_at", "accept", "nonempty", "avail",
                  "end_last", "last")
         table = {name: [] for name in names}
         for c in range(width + 1):
-            nf = Signal(range(size + 1), name=f"window_fill{c}")
-            nh = Signal(name=f"window_has_last{c}")
-            na = Signal(range(size), name=f"window_last_at{c}")
-            m.d.comb += [nf.eq(held - c), nh.eq(has_base & (at_base >= c)),
-                         na.eq(at_base - c)]
-            upto = Mux(nh & (na < width), na + 1, width)      # bytes up to the final one
-            entries = {
-                "win": joined[8 * c:8 * (c + size)], "fill": nf, "has_last": nh,
-                "last_at": na, "accept": (nf <= width) & ~nh, "nonempty": nf != 0,
-                "avail": Mux(nf < upto, nf, upto), "end_last": nh & (na < width),
-                "last": nh & (na == 0),
-            }
-            for name in names:
-                table[name].append(entries[name])
+            idle = figures(c, fill, has_last, last_at, "idle")
+            came = figures(c, came_held, self.i.payload.last, came_held - 1, "came")
+            table["win"].append(joined[8 * c:8 * (c + size)])
+            for name in names[1:]:
+                table[name].append(Mux(arrive, came[name], idle[name]))
         targets = {"win": win, "fill": fill, "has_last": has_last, "last_at": last_at,
                    "accept": accept, "nonempty": nonempty, "avail": avail,
                    "end_last": end_last, "last": last}
         for name in names:
-            m.d.sync += targets[name].eq(Mux(take, by_k(table[name]), table[name][0]))
+            m.d.sync += targets[name].eq(next_of(table[name]))
         return win[:8 * width], last, end_last, nonempty
 
     # --- copier: commands -> history buffer and output beats --------------------------------
