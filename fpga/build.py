@@ -130,7 +130,7 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
           freq_mhz: float | None = None, build_root: str | Path = "build",
           check_cycles: int = DEFAULT_CHECK_CYCLES, seed: int = 0x5EED_1234,
           router: str | None = None, placer_density: float | None = None,
-          pnr_seed: int | None = None, floorplan: bool = False,
+          pnr_seed: int | None = None, floorplan: bool | None = None,
           timing_weight: int | None = None) -> dict:
     """Synthesise, place, route and pack ``design`` in the self-checking harness.
 
@@ -163,13 +163,15 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
         Seed of nextpnr's placer and router (``--seed``, 1 to 2**31 - 1); nextpnr's own
         default otherwise. The same design and seed give the same placement, so a figure
         from a seed sweep can be rebuilt.
-    floorplan : bool
+    floorplan : bool, optional
         Pin every block RAM to a site before place and route, each lane's (cells under a
         ``lane<k>`` instance) in a patch of its own (:mod:`fpga.floorplan`; ECP5 85F only).
+        ``None``: the block's own choice (``BlockInfo.pnr``), else off.
     timing_weight : int, optional
         Weight of timing against wire length in nextpnr's analytic placer
         (``--placer-heap-timingweight``, 1 to 1000; nextpnr's default is 10). A higher figure
-        pulls the cells of the worst paths closer together.
+        pulls the cells of the worst paths closer together. ``None``: the block's own choice
+        (``BlockInfo.pnr``), else nextpnr's default.
 
     Returns
     -------
@@ -189,6 +191,11 @@ def build(design: str, board: str = "ulx3s-85f", preset: str | None = None,
     if pnr_seed is not None and (isinstance(pnr_seed, bool) or not isinstance(pnr_seed, int)
                                  or not 1 <= pnr_seed < 1 << 31):
         raise ValueError(f"pnr_seed must be an integer from 1 to 2**31 - 1, not {pnr_seed!r}")
+    block_pnr = registry.get_block(design).pnr
+    if floorplan is None:
+        floorplan = bool(block_pnr.get("floorplan", False))
+    if timing_weight is None:
+        timing_weight = block_pnr.get("timing_weight")
     if timing_weight is not None and (isinstance(timing_weight, bool)
                                       or not isinstance(timing_weight, int)
                                       or not 1 <= timing_weight <= 1000):

@@ -218,12 +218,14 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--pnr-seed", type=int, default=None, metavar="N",
                         help="seed of nextpnr's placer and router (its --seed, 1 to 2**31 - 1; "
                              "its default otherwise): rebuilds a figure from a seed sweep")
-        sp.add_argument("--floorplan", action="store_true",
+        sp.add_argument("--floorplan", action=argparse.BooleanOptionalAction, default=None,
                         help="pin the block RAMs before place and route, each lane's in a "
-                             "patch of the die of its own (ECP5 85F)")
+                             "patch of the die of its own (ECP5 85F; default: the block's "
+                             "choice, on for camc)")
         sp.add_argument("--timing-weight", type=int, default=None, metavar="N",
                         help="weight of timing in nextpnr's placer (its "
-                             "--placer-heap-timingweight, 1 to 1000, default 10)")
+                             "--placer-heap-timingweight, 1 to 1000; default: the block's "
+                             "choice, 30 for camc, else nextpnr's 10)")
 
     b = sub.add_parser("bitstream", help="synthesise, place, route and pack a design")
     fpga_args(b, "bram_memory")

@@ -39,6 +39,9 @@ class BlockInfo:
         Named configurations; ``"default"`` must be among them.
     summary : str
         One line for ``llmhw list``.
+    pnr : mapping of str to object
+        Place and route options (keyword arguments of :func:`fpga.build.build`:
+        ``floorplan``, ``timing_weight``) a build of this block uses unless told otherwise.
     """
 
     name: str
@@ -47,10 +50,15 @@ class BlockInfo:
     config: type
     presets: Mapping[str, object]
     summary: str
+    pnr: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if "default" not in self.presets:
             raise ValueError(f"block {self.name!r} has no 'default' preset")
+        unknown = set(self.pnr) - {"floorplan", "timing_weight"}
+        if unknown:
+            raise ValueError(f"pnr of block {self.name!r} takes floorplan and timing_weight, "
+                             f"not {sorted(unknown)}")
 
 
 def all_blocks() -> dict[str, BlockInfo]:

@@ -95,3 +95,24 @@ def test_floorplan_on_a_board_without_sites_is_refused(tmp_path):
     with pytest.raises(ValueError, match="device must be one of"):
         build("skid_buffer", board="icebreaker", build_root=tmp_path, floorplan=True)
     assert not (tmp_path / "skid_buffer").exists()
+
+
+def test_blocks_name_their_own_place_and_route_options():
+    from hw import registry
+
+    assert registry.get_block("camc").pnr == {"floorplan": True, "timing_weight": 30}
+    assert registry.get_block("skid_buffer").pnr == {}
+    info = registry.get_block("skid_buffer")
+    with pytest.raises(ValueError, match="takes floorplan and timing_weight, not \\['seed'\\]"):
+        registry.BlockInfo(info.name, info.family, info.component, info.config, info.presets,
+                           info.summary, pnr={"seed": 3})
+
+
+def test_cli_floorplan_switch():
+    from hw.cli import parser as make_parser
+
+    parser = make_parser()
+    assert parser.parse_args(["bitstream"]).floorplan is None
+    assert parser.parse_args(["bitstream", "--floorplan"]).floorplan is True
+    assert parser.parse_args(["bitstream", "--no-floorplan"]).floorplan is False
+    assert parser.parse_args(["report", "--timing-weight", "40"]).timing_weight == 40
