@@ -152,7 +152,7 @@ STALLS = ["none/none", "random/heavy", "bursty/alternate", "heavy/random"]   # i
                          [(4, 1, seed, stalls) for seed, stalls in enumerate(STALLS)]
                          + [(n, 1, seed, STALLS[seed]) for n in (2, 1) for seed in (0, 1)]
                          + [(4, 4, seed, stalls) for seed, stalls in enumerate(STALLS)]
-                         + [(4, 2, 1, STALLS[1]), (2, 2, 2, STALLS[2])])
+                         + [(4, 2, 1, STALLS[1]), (2, 2, 2, STALLS[2]), (4, 3, 3, STALLS[0])])
 def test_decodes_library_and_golden_blocks(n, width, seed, stalls):
     cfg = LZ4DecompressorConfig(max_block_bytes=MAX, output_bytes_per_cycle=n,
                                 input_bytes_per_cycle=width)

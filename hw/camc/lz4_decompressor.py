@@ -665,55 +665,92 @@ class LZ4Decompressor(wiring.Component):
         and ``i.ready`` reaches nothing of the parser."""
         width = self.cfg.input_bytes_per_cycle
         size = 2 * width
-        win = Signal(8 * size)                      # bytes at and above `fill` are junk
-        fill = Signal(range(size + 1))
+        win = Signal(8 * size)                      # bytes at and above the fill are junk
+        # The fill and the final byte's index are thermometer codes: bit j - 1 of `fill_ge`
+        # says the window holds at least j bytes (j = 1..2I), bit j - 1 of `last_ge` that the
+        # final byte's index is at least j (j = 1..2I-1; meaningful with `has_last`). Reading
+        # c bytes then shifts a code by c (wiring), and every figure below is an AND-OR of a
+        # few of its bits, not an add followed by compares.
+        fill_ge = Signal(size)
         has_last = Signal()                         # the window holds a block's final byte
-        last_at = Signal(range(size))               # at this index
+        last_ge = Signal(size - 1)
         accept = Signal(init=1)                     # i.ready: fill <= I and no final byte
         nonempty = Signal()
         end_last = Signal()                         # the `avail` bytes end the block
         last = Signal()                             # byte 0 ends the block
         m.d.comb += self.i.ready.eq(accept)
 
+        def code(bits, j):
+            # bit "at least j" of a thermometer code: 1 below j = 1, 0 past its top
+            if j <= 0:
+                return Const(1, 1)
+            return bits[j - 1] if j <= len(bits) else Const(0, 1)
+
+        def fill_at_least(j):
+            return code(fill_ge, j)
+
+        def fill_is(f):
+            return fill_at_least(f) & ~fill_at_least(f + 1)
+
         arrive = self.i.valid & accept
-        # the held bytes, then the beat's bytes from `fill` on (`fill <= I` when a beat is
-        # taken; bytes past the beat's are junk, so the beat's lanes need no mask)
+        count = self.i.payload.count
+        # the held bytes, then the beat's bytes from the fill on (the fill is at most I when
+        # a beat is taken; bytes past the beat's are junk, so the beat's lanes need no mask)
         joined = Signal(8 * (size + width))
         in_lanes = self.i.payload.data
         for j in range(size + width):
-            placed = Array(in_lanes.word_select(j - f, 8) if 0 <= j - f < width else Const(0, 8)
-                           for f in range(width + 1))
+            placed = functools.reduce(operator.or_, (
+                Mux(fill_is(f), in_lanes.word_select(j - f, 8), 0)
+                for f in range(width + 1) if 0 <= j - f < width), Const(0, 8))
             held_byte = win.word_select(j, 8) if j < size else Const(0, 8)
-            m.d.comb += joined.word_select(j, 8).eq(Mux(j < fill, held_byte,
-                                                        placed[fill]))
+            m.d.comb += joined.word_select(j, 8).eq(Mux(fill_at_least(j + 1), held_byte,
+                                                        placed))
+        # with a beat arriving: at least j bytes held after it (the fill plus the beat's count)
+        came_ge = Signal(size + 1)
+        for j in range(1, size + 2):
+            m.d.comb += came_ge[j - 1].eq(functools.reduce(operator.or_, (
+                (count == n) & fill_at_least(j - n) for n in range(1, width + 1))))
+
         # The figures after reading c bytes, worked out twice: with no beat arriving (from
-        # the registers alone) and with one arriving (then the window held no final byte, and
-        # the beat's bytes land at `fill`), and picked by `arrive`. Spelled out apart, each
-        # is a function of a few register bits, not one function of all of them.
-        def figures(c, held, has, at, case):
-            nf = Signal(range(size + 1), name=f"window_{case}_fill{c}")
-            nh = Signal(name=f"window_{case}_has_last{c}")
-            na = Signal(range(size), name=f"window_{case}_last_at{c}")
-            m.d.comb += [nf.eq(held - c), nh.eq(has & (at >= c)), na.eq(at - c)]
-            upto = Mux(nh & (na < width), na + 1, width)      # bytes up to the final one
+        # the registers alone) and with one arriving (then the window held no final byte,
+        # and the beat's bytes land at the fill: its final byte, if any, is at fill + count
+        # - 1), and picked by `arrive`.
+        def figures(c, held_at_least, has, last_at_least):
+            nh = has & last_at_least(c)                     # a final byte is left
+            near = nh & ~last_at_least(width + c)           # ... among the first I bytes
+            # avail = min(bytes held, I, bytes up to the final one), as "at least j" bits
+            avail_ge = [held_at_least(j + c) & (~near | last_at_least(j - 1 + c))
+                        for j in range(1, width + 1)]
+            # the binary count: bit b is set when the top "at least" bit set is some v
+            # with bit b
+            top = [avail_ge[v - 1] & ~(avail_ge[v] if v < width else Const(0, 1))
+                   for v in range(1, width + 1)]
+            avail_bits = Signal(range(width + 1))
+            m.d.comb += [avail_bits[b].eq(functools.reduce(operator.or_, (
+                top[v - 1] for v in range(1, width + 1) if v >> b & 1), Const(0, 1)))
+                for b in range(len(avail_bits))]
             return {
-                "fill": nf, "has_last": nh, "last_at": na, "accept": (nf <= width) & ~nh,
-                "nonempty": nf != 0, "avail": Mux(nf < upto, nf, upto),
-                "end_last": nh & (na < width), "last": nh & (na == 0),
+                "fill_ge": Cat(*(held_at_least(j + c) for j in range(1, size + 1))),
+                "has_last": nh,
+                "last_ge": Cat(*(last_at_least(j + c) for j in range(1, size))),
+                "accept": ~held_at_least(width + 1 + c) & ~nh,
+                "nonempty": held_at_least(1 + c),
+                "avail": avail_bits,
+                "end_last": near,
+                "last": nh & ~last_at_least(1 + c),
             }
 
-        came_held = Signal(range(size + 1))           # fill <= I when a beat is taken
-        m.d.comb += came_held.eq(fill + self.i.payload.count)
-        names = ("win", "fill", "has_last", "last_at", "accept", "nonempty", "avail",
+        names = ("win", "fill_ge", "has_last", "last_ge", "accept", "nonempty", "avail",
                  "end_last", "last")
         table = {name: [] for name in names}
         for c in range(width + 1):
-            idle = figures(c, fill, has_last, last_at, "idle")
-            came = figures(c, came_held, self.i.payload.last, came_held - 1, "came")
+            idle = figures(c, fill_at_least, has_last, lambda j: code(last_ge, j))
+            came = figures(c, lambda j: code(came_ge, j), self.i.payload.last,
+                           lambda j: code(came_ge, j + 1))
             table["win"].append(joined[8 * c:8 * (c + size)])
             for name in names[1:]:
                 table[name].append(Mux(arrive, came[name], idle[name]))
-        targets = {"win": win, "fill": fill, "has_last": has_last, "last_at": last_at,
+        targets = {"win": win, "fill_ge": fill_ge, "has_last": has_last, "last_ge": last_ge,
                    "accept": accept, "nonempty": nonempty, "avail": avail,
                    "end_last": end_last, "last": last}
         for name in names:
