@@ -417,6 +417,10 @@ class CAMCLane(wiring.Component):
         w_bank = Signal()
         w_group = Signal(range(groups))
         w_left = Signal(range(cfg.max_group_bytes + 1))     # bytes of the group still to read
+        # `w_left == 1` as a register, set with every new `w_left`: the end of a group (and of
+        # the block, which pushes the write request and pops the length flag) then waits for
+        # no wide compare
+        w_last = Signal()
         w_addr = Signal(range(2 * block_bytes))
         # a byte read is issued when the small queue behind the buffers has room for it and
         # the two in flight; the buffers' read data lands in their output registers, then
@@ -452,15 +456,16 @@ class CAMCLane(wiring.Component):
                      wreqs.w_data.eq(req)]
         with m.If(start):
             m.d.sync += [copying.eq(1), w_group.eq(0), w_left.eq(stored[w_bank][0]),
-                         w_addr.eq(bank_base(w_bank))]
+                         w_last.eq(stored[w_bank][0] == 1), w_addr.eq(bank_base(w_bank))]
         with m.If(copying & advance):
-            last_byte = w_left == 1
+            last_byte = w_last
             final_group = w_group == groups - 1
             after = Mux(final_group, 0, w_group + 1)
             m.d.sync += [in_flight_raw.eq(raw_flag[w_bank].bit_select(w_group, 1)),
                          in_flight_last.eq(last_byte & final_group)]
             with m.If(last_byte):
                 m.d.sync += [w_group.eq(after), w_left.eq(stored[w_bank][after]),
+                             w_last.eq(stored[w_bank][after] == 1),
                              w_addr.eq(bank_base(w_bank) + offsets[after])]
                 with m.If(final_group):
                     m.d.sync += [copying.eq(0), status_done[w_bank].eq(0),
@@ -468,7 +473,8 @@ class CAMCLane(wiring.Component):
                                  w_bank.eq(~w_bank)]
                     m.d.comb += [wreqs.w_en.eq(1), flags.r_en.eq(1)]
             with m.Else():
-                m.d.sync += [w_left.eq(w_left - 1), w_addr.eq(w_addr + 1)]
+                m.d.sync += [w_left.eq(w_left - 1), w_last.eq(w_left == 2),
+                             w_addr.eq(w_addr + 1)]
         # a bank is busy from its block's first byte until the writer has read its last one
         with m.If(set_busy):
             m.d.sync += busy[in_bank].eq(1)
