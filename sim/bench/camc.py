@@ -10,10 +10,16 @@ bit-plane (/ bit-plane + cross-token) layouts, with the golden LZ4 the hardware 
   checked against the golden model, and the compressor's and decompressor's bytes per cycle
   on those groups;
 - bytes per cycle per lane of the whole controller (writes, full-precision reads and
-  sign+exponent-only reads of real weights) for the 1-lane default and the 4-lane preset.
+  sign+exponent-only reads of real weights) for the 1-lane default and the 4-lane preset;
+- LUT/FF/DSP/BRAM and Fmax of the 1-lane and 4-lane ``camc`` designs on the ULX3S-85F, from
+  the reports of ``make bitstream DESIGN=camc`` (``build/camc/ulx3s-85f``) and ``llmhw
+  bitstream --design camc --preset lanes4 --no-pack --build-root build/camc_lanes4``; the
+  full run builds them (about 3 and 8 minutes), ``--quick`` reads what is there.
 """
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -151,6 +157,39 @@ def run_rtl(quick: bool = False, kv_caches: list | None = None) -> dict:
     return {"savings": savings, "controller": lanes}
 
 
+# (label, preset, build root, pack) of the FPGA builds the bench reports
+FPGA_BUILDS = [("1 lane", "default", "build", True),
+               ("4 lanes", "lanes4", "build/camc_lanes4", False)]
+
+
+def fpga_figures(build: bool, root: str | Path | None = None) -> list[dict]:
+    """Utilisation and Fmax of the ``camc`` designs in :data:`FPGA_BUILDS`: built first when
+    ``build``, else read from their ``report.json`` (``None`` figures where there is none)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    rows = []
+    for label, preset, build_root, pack in FPGA_BUILDS:
+        path = root / build_root / "camc" / "ulx3s-85f" / "report.json"
+        if build:
+            from fpga.build import build as fpga_build
+
+            print(f"camc: building the {label} design ({preset})", flush=True)
+            fpga_build("camc", preset=preset, build_root=root / build_root, pack=pack)
+        if not path.is_file():
+            print(f"camc: no {path.relative_to(root)} (run the full `llmhw bench camc` or "
+                  f"build it)", flush=True)
+            rows.append({"design": label, "preset": preset, "report": None})
+            continue
+        report = json.loads(path.read_text())
+        rows.append({"design": label, "preset": report["preset"], "report": str(path),
+                     "utilisation": {kind: entry["used"] for kind, entry
+                                     in report["utilisation"].items()},
+                     "fmax_mhz": report["fmax_mhz"], "target_mhz": report["target_mhz"],
+                     "timing_met": report["timing_met"],
+                     **{key: report.get(key) for key in ("floorplan", "timing_weight",
+                                                         "pnr_seed")}})
+    return rows
+
+
 def run(quick: bool = False) -> dict:
     started = time.monotonic()
     sample = (4 << 20) if quick else None
@@ -163,5 +202,5 @@ def run(quick: bool = False) -> dict:
     kv_rows = estimate(kv_caches, KV_SCHEMES, CODECS, progress=_progress("kv cache"))
     return {"block_bytes": 4096, "weights": {"model": "all-MiniLM-L6-v2", "rows": weight_rows},
             "kv_cache": {"model": "SmolLM2-135M-Instruct", "tokens": tokens, "rows": kv_rows},
-            "rtl": run_rtl(quick, kv_caches), "paper": PAPER,
-            "seconds": round(time.monotonic() - started, 1)}
+            "rtl": run_rtl(quick, kv_caches), "fpga": fpga_figures(build=not quick),
+            "paper": PAPER, "seconds": round(time.monotonic() - started, 1)}
