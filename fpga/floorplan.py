@@ -33,24 +33,30 @@ __all__ = ["ECP5_EBR_SITES", "ebr_sites", "plan", "apply"]
 # centre spine (from X4, 9 tiles apart) and 6 right of it (from X69).
 _ECP5_85_ROWS = (22, 46, 70, 82)
 _ECP5_85_GROUPS = tuple(4 + 9 * g for g in range(7)) + tuple(69 + 9 * g for g in range(6))
-_ECP5_85_SIZE = (126, 95)
 
 ECP5_EBR_SITES = {
     "LFE5U-85F": [(base + 2 * k, y, k) for y in _ECP5_85_ROWS for base in _ECP5_85_GROUPS
                   for k in range(4)],
 }
+# tiles across and down each die, whose centre and quarters the lanes' patches are around
+_DIE_SIZE = {"LFE5U-85F": (126, 95)}
 
 _LANE = re.compile(r"(?:^|\.)lane(\d+)(?:\.|$)")
+
+
+def _die(device: str) -> str:
+    # a full part number (`LFE5U-85F-6BG381C`) names its die
+    for die in ECP5_EBR_SITES:
+        if device == die or device.startswith(die + "-"):
+            return die
+    raise ValueError(f"device must be one of {sorted(ECP5_EBR_SITES)} for a block RAM "
+                     f"floorplan, not {device!r}")
 
 
 def ebr_sites(device: str) -> list[tuple[int, int, int]]:
     """``(x, y, k)`` of every DP16KD site of ``device`` (bel ``X{x}/Y{y}/EBR{k}``); a full
     part number (``LFE5U-85F-6BG381C``) names its die."""
-    for die, sites in ECP5_EBR_SITES.items():
-        if device == die or device.startswith(die + "-"):
-            return list(sites)
-    raise ValueError(f"device must be one of {sorted(ECP5_EBR_SITES)} for a block RAM "
-                     f"floorplan, not {device!r}")
+    return list(ECP5_EBR_SITES[_die(device)])
 
 
 def _centres(lanes: int, size: tuple[int, int]) -> list[tuple[float, float]]:
@@ -76,7 +82,7 @@ def plan(cells: list[str], device: str = "LFE5U-85F") -> dict[str, str]:
         match = _LANE.search(name)
         groups[int(match.group(1)) if match else None].append(name)
     lanes = sorted(k for k in groups if k is not None)
-    size = _ECP5_85_SIZE
+    size = _DIE_SIZE[_die(device)]
     centres = dict(zip(lanes, _centres(len(lanes), size), strict=True)) if lanes else {}
     centres[None] = (size[0] / 2, size[1] / 2)
     free = set(sites)
